@@ -1,0 +1,57 @@
+# kensa — build, test, demo. Everything runs with the Go toolchain alone.
+GO        ?= go
+BIN       ?= bin/kensa
+FUZZTIME  ?= 10m
+CIFUZZ    ?= 15s
+DEMO      ?= testdata/demo
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/kensa-scan/kensa/cmd/kensa/internal/cli.Version=$(VERSION)
+
+# Packages whose code is concurrent: tested with the race detector.
+RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./cmd/...
+# Parsers with a FuzzReader.
+FUZZPKGS  := ./formats/gguf ./formats/safetensors
+
+.PHONY: all build test lint unit race fuzz-short fuzz bench demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kensa
+
+## test: everything CI runs — lint, unit and corpus conformance tests, race tests, a short fuzz pass.
+test: lint unit race fuzz-short
+
+lint:
+	@echo "== gofmt"; out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@echo "== go vet"; $(GO) vet ./...
+
+unit:
+	@echo "== go test"; $(GO) test -count=1 ./...
+
+race:
+	@echo "== go test -race"; $(GO) test -count=1 -race $(RACEPKGS)
+
+fuzz-short:
+	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(CIFUZZ))"; \
+	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(CIFUZZ) $$p || exit 1; done
+
+## fuzz: each parser's FuzzReader for FUZZTIME (default 10m).
+fuzz:
+	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) $$p || exit 1; done
+
+## bench: dequantization throughput per type, header parsing.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./formats/...
+
+## demo: generate a small demo model (no downloads) and run kensa on it.
+demo: build
+	$(GO) run ./testdata/gen -out $(DEMO)
+	./$(BIN) inspect $(DEMO)/tiny-llama.gguf
+	./$(BIN) inspect --stats $(DEMO)/tiny-llama-hf
+	-./$(BIN) inspect $(DEMO)/corrupt.gguf
+
+clean:
+	rm -rf bin $(DEMO)

@@ -1,0 +1,228 @@
+// Command gen writes kensa's demo models: a small llama-shaped model with random weights as
+// an HF-style directory (config.json + model.safetensors, BF16) and as GGUF (F16 and Q8_0),
+// plus a corrupt GGUF to show how kensa reports a file it cannot parse. No downloads: every
+// byte is generated here, deterministically.
+//
+//	go run ./testdata/gen -out testdata/demo
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/x448/float16"
+
+	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/formats/gguf"
+	"github.com/kensa-scan/kensa/formats/safetensors"
+)
+
+type config struct {
+	Hidden, Layers, FF, Heads, KVHeads, Vocab int
+}
+
+type tensor struct {
+	hf, gg string // HF and GGUF names
+	shape  []int64
+	vals   []float32
+}
+
+func main() {
+	out := flag.String("out", "testdata/demo", "output directory")
+	seed := flag.Uint64("seed", 1, "random seed")
+	flag.Parse()
+	if err := run(*out, *seed); err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out string, seed uint64) error {
+	c := config{Hidden: 64, Layers: 2, FF: 176, Heads: 4, KVHeads: 2, Vocab: 256}
+	ts := llama(c, rand.New(rand.NewPCG(seed, 7)))
+	if err := os.MkdirAll(filepath.Join(out, "tiny-llama-hf"), 0o755); err != nil {
+		return err
+	}
+	if err := writeHF(filepath.Join(out, "tiny-llama-hf"), c, ts); err != nil {
+		return err
+	}
+	if err := writeGGUF(filepath.Join(out, "tiny-llama.gguf"), c, ts, formats.F16); err != nil {
+		return err
+	}
+	if err := writeGGUF(filepath.Join(out, "tiny-llama-q8_0.gguf"), c, ts, formats.Q8_0); err != nil {
+		return err
+	}
+	// A corrupt copy: the length of the first metadata string claims far more bytes than
+	// the file holds (the shape of the 2024 GGUF heap-overflow CVEs).
+	b, err := os.ReadFile(filepath.Join(out, "tiny-llama.gguf"))
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint64(b[24:], 1<<40)
+	if err := os.WriteFile(filepath.Join(out, "corrupt.gguf"), b, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("wrote demo models to %s\n", out)
+	return nil
+}
+
+func llama(c config, rng *rand.Rand) []tensor {
+	hd := c.Hidden / c.Heads
+	mat := func(rows, cols int, std float64) []float32 {
+		v := make([]float32, rows*cols)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * std)
+		}
+		return v
+	}
+	ones := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = 1 + float32(rng.NormFloat64()*0.02)
+		}
+		return v
+	}
+	h, ff := c.Hidden, c.FF
+	s := 1 / math.Sqrt(float64(h))
+	ts := []tensor{{"model.embed_tokens.weight", "token_embd.weight", []int64{int64(c.Vocab), int64(h)}, mat(c.Vocab, h, 0.02)}}
+	for l := 0; l < c.Layers; l++ {
+		p, g := fmt.Sprintf("model.layers.%d.", l), fmt.Sprintf("blk.%d.", l)
+		ts = append(ts,
+			tensor{p + "input_layernorm.weight", g + "attn_norm.weight", []int64{int64(h)}, ones(h)},
+			tensor{p + "self_attn.q_proj.weight", g + "attn_q.weight", []int64{int64(h), int64(h)}, mat(h, h, s)},
+			tensor{p + "self_attn.k_proj.weight", g + "attn_k.weight", []int64{int64(c.KVHeads * hd), int64(h)}, mat(c.KVHeads*hd, h, s)},
+			tensor{p + "self_attn.v_proj.weight", g + "attn_v.weight", []int64{int64(c.KVHeads * hd), int64(h)}, mat(c.KVHeads*hd, h, s)},
+			tensor{p + "self_attn.o_proj.weight", g + "attn_output.weight", []int64{int64(h), int64(h)}, mat(h, h, s)},
+			tensor{p + "post_attention_layernorm.weight", g + "ffn_norm.weight", []int64{int64(h)}, ones(h)},
+			tensor{p + "mlp.gate_proj.weight", g + "ffn_gate.weight", []int64{int64(ff), int64(h)}, mat(ff, h, s)},
+			tensor{p + "mlp.up_proj.weight", g + "ffn_up.weight", []int64{int64(ff), int64(h)}, mat(ff, h, s)},
+			tensor{p + "mlp.down_proj.weight", g + "ffn_down.weight", []int64{int64(h), int64(ff)}, mat(h, ff, 1/math.Sqrt(float64(ff)))},
+		)
+	}
+	ts = append(ts,
+		tensor{"model.norm.weight", "output_norm.weight", []int64{int64(h)}, ones(h)},
+		tensor{"lm_head.weight", "output.weight", []int64{int64(c.Vocab), int64(h)}, mat(c.Vocab, h, 0.02)},
+	)
+	return ts
+}
+
+func bf16(v []float32) []byte {
+	b := make([]byte, 2*len(v))
+	for i, x := range v {
+		u := math.Float32bits(x)
+		u += 0x7fff + (u>>16)&1 // round to nearest even
+		binary.LittleEndian.PutUint16(b[2*i:], uint16(u>>16))
+	}
+	return b
+}
+
+func f16(v []float32) []byte {
+	b := make([]byte, 2*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(b[2*i:], float16.Fromfloat32(x).Bits())
+	}
+	return b
+}
+
+func f32(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// q8_0 quantizes like ggml's quantize_row_q8_0_ref: per block of 32, d = amax/127,
+// q = round(x/d).
+func q8_0(v []float32) []byte {
+	b := make([]byte, 0, len(v)/32*34)
+	for i := 0; i < len(v); i += 32 {
+		var amax float32
+		for _, x := range v[i : i+32] {
+			amax = max(amax, float32(math.Abs(float64(x))))
+		}
+		d := amax / 127
+		id := float32(0)
+		if d != 0 {
+			id = 1 / d
+		}
+		b = binary.LittleEndian.AppendUint16(b, float16.Fromfloat32(d).Bits())
+		for _, x := range v[i : i+32] {
+			b = append(b, byte(int8(math.Round(float64(x*id)))))
+		}
+	}
+	return b
+}
+
+func writeHF(dir string, c config, ts []tensor) error {
+	cfg := map[string]any{
+		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_size": c.Hidden, "num_hidden_layers": c.Layers, "intermediate_size": c.FF,
+		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "vocab_size": c.Vocab,
+		"rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+	}
+	cj, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(cj, '\n'), 0o644); err != nil {
+		return err
+	}
+	var wt []safetensors.WriteTensor
+	for _, t := range ts {
+		wt = append(wt, safetensors.WriteTensor{Name: t.hf, DType: formats.BF16, Shape: t.shape, Data: bf16(t.vals)})
+	}
+	var buf bytes.Buffer
+	if err := safetensors.Write(&buf, wt, []formats.KV{{Key: "format", Value: "pt"}}); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "model.safetensors"), buf.Bytes(), 0o644)
+}
+
+func writeGGUF(path string, c config, ts []tensor, dt formats.DType) error {
+	tokens := make([]string, c.Vocab)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("tok%d", i)
+	}
+	tokens[0], tokens[1], tokens[2] = "<unk>", "<s>", "</s>"
+	kvs := []formats.KV{
+		{Key: "general.architecture", Value: "llama"},
+		{Key: "general.name", Value: "kensa demo tiny llama"},
+		{Key: "llama.context_length", Value: uint32(256)},
+		{Key: "llama.embedding_length", Value: uint32(c.Hidden)},
+		{Key: "llama.block_count", Value: uint32(c.Layers)},
+		{Key: "llama.feed_forward_length", Value: uint32(c.FF)},
+		{Key: "llama.attention.head_count", Value: uint32(c.Heads)},
+		{Key: "llama.attention.head_count_kv", Value: uint32(c.KVHeads)},
+		{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
+		{Key: "tokenizer.ggml.model", Value: "llama"},
+		{Key: "tokenizer.ggml.tokens", Value: tokens},
+		{Key: "tokenizer.chat_template", Value: "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"},
+	}
+	var wt []gguf.WriteTensor
+	for _, t := range ts {
+		d := dt
+		if len(t.shape) == 1 {
+			d = formats.F32 // norms stay F32, as llama.cpp keeps them
+		}
+		var data []byte
+		switch d {
+		case formats.F32:
+			data = f32(t.vals)
+		case formats.F16:
+			data = f16(t.vals)
+		case formats.Q8_0:
+			data = q8_0(t.vals)
+		}
+		wt = append(wt, gguf.WriteTensor{Name: t.gg, DType: d, Shape: t.shape, Data: data})
+	}
+	var buf bytes.Buffer
+	if err := gguf.Write(&buf, kvs, wt, nil); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
