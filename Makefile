@@ -51,7 +51,7 @@ demo: build
 	$(GO) run ./testdata/gen -out $(DEMO)
 	./$(BIN) inspect $(DEMO)/tiny-llama.gguf
 	./$(BIN) inspect --stats $(DEMO)/tiny-llama-hf
-	-./$(BIN) inspect $(DEMO)/corrupt.gguf
+	@echo './$(BIN) inspect $(DEMO)/corrupt.gguf'; ./$(BIN) inspect $(DEMO)/corrupt.gguf || echo "(exit code $$?: kensa refuses the corrupt file and says where it breaks)"
 
 clean:
 	rm -rf bin $(DEMO)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"runtime"
@@ -213,7 +214,7 @@ func hostileCases() []hostile {
 		r = newRaw(v)
 		r.u64(0)
 		r.u64(0)
-		add("version "+string(rune('0'+v%10)), r, formats.ErrUnsupported, 4)
+		add(fmt.Sprintf("version %d", v), r, formats.ErrUnsupported, 4)
 	}
 	r = newRaw(3)
 	r.u64(1 << 63)
@@ -490,5 +491,19 @@ func sortStrings(s []string) {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
+	}
+}
+
+// BenchmarkHostile times the rejection of each hostile input (the bound is 100 ms).
+func BenchmarkHostile(b *testing.B) {
+	for _, c := range hostileCases() {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parse(c.data); err == nil {
+					b.Fatal("no error")
+				}
+			}
+		})
 	}
 }

@@ -181,9 +181,17 @@ func (r *reader) fits(n, min uint64) bool {
 	return hi == 0 && lo <= r.remaining()
 }
 
+// relabel puts what in front of the message of a FormatError made without context.
+func relabel(err error, what string) error {
+	if fe, ok := err.(*formats.FormatError); ok {
+		fe.Msg = what + fe.Msg
+	}
+	return err
+}
+
 func (r *reader) str(what string) (string, error) {
 	off := r.pos
-	n, err := r.count(what + " length")
+	n, err := r.count(what)
 	if err != nil {
 		return "", err
 	}
@@ -442,12 +450,12 @@ func (r *reader) array(key string, depth int) (any, ValueType, error) {
 		vs := make([]bool, n)
 		for i := range vs {
 			boff := r.pos
-			v, err := r.u8(key)
+			v, err := r.u8("")
 			if err != nil {
 				return nil, 0, err
 			}
 			if v > 1 {
-				return nil, 0, errAt(boff, formats.ErrInvalid, "metadata %q: bool value %d is neither 0 nor 1", key, v)
+				return nil, 0, errAt(boff, formats.ErrInvalid, "metadata %q element %d: bool value %d is neither 0 nor 1", key, i, v)
 			}
 			vs[i] = v == 1
 		}
@@ -455,8 +463,8 @@ func (r *reader) array(key string, depth int) (any, ValueType, error) {
 	case TypeString:
 		vs := make([]string, n)
 		for i := range vs {
-			if vs[i], err = r.str(fmt.Sprintf("metadata %q element %d", key, i)); err != nil {
-				return nil, 0, err
+			if vs[i], err = r.str(""); err != nil {
+				return nil, 0, relabel(err, fmt.Sprintf("metadata %q element %d", key, i))
 			}
 		}
 		return vs, elem, nil
@@ -477,9 +485,9 @@ func readFixed[T any](r *reader, n uint64, key string, dec func([]byte) T) (any,
 	sz := int(binary.Size(zero))
 	vs := make([]T, n)
 	for i := range vs {
-		b, err := r.bytes(sz, fmt.Sprintf("metadata %q element %d", key, i))
+		b, err := r.bytes(sz, "")
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, errAt(r.pos, formats.ErrTruncated, "metadata %q element %d: file ends", key, i)
 		}
 		vs[i] = dec(b)
 	}
