@@ -4,49 +4,20 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kensa-scan/kensa/internal/corpus"
 )
-
-// corpusDir returns the directory of the quantized GGUF golden files, or "" if absent.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "..", "shared", "corpus", "quant")
-	if root := os.Getenv("KENSA_CORPUS"); root != "" {
-		dir = filepath.Join(root, "quant")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		return ""
-	}
-	return dir
-}
-
-type expectedFile struct {
-	File    string `json:"file"`
-	Tensors []struct {
-		Name   string    `json:"name"`
-		DType  string    `json:"dtype"`
-		Shape  []int64   `json:"shape"`
-		Offset int64     `json:"offset"`
-		Length int64     `json:"length"`
-		SHA256 string    `json:"sha256_f32le"`
-		Count  int64     `json:"count"`
-		First  []float64 `json:"first"`
-	} `json:"tensors"`
-}
 
 // TestCorpusGolden decodes every tensor of the llama.cpp-quantized corpus files and checks
 // the SHA-256 of the float32 values (little-endian, row-major) bit for bit.
 func TestCorpusGolden(t *testing.T) {
-	dir := corpusDir(t)
-	if dir == "" {
-		t.Skip("quant corpus not found: set KENSA_CORPUS to the corpus root (containing quant/) or check out ../../../shared/corpus/quant")
-	}
+	dir := corpus.Dir(t, "quant")
 	specs, err := filepath.Glob(filepath.Join(dir, "*.gguf.expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +28,9 @@ func TestCorpusGolden(t *testing.T) {
 	passed := map[string]int{}
 	failed := map[string]int{}
 	for _, spec := range specs {
-		data, err := os.ReadFile(spec)
+		exp, err := corpus.ReadQuantExpected(strings.TrimSuffix(spec, ".expected.json"))
 		if err != nil {
 			t.Fatal(err)
-		}
-		var exp expectedFile
-		if err := json.Unmarshal(data, &exp); err != nil {
-			t.Fatalf("%s: %v", spec, err)
 		}
 		gguf, err := os.ReadFile(strings.TrimSuffix(spec, ".expected.json"))
 		if err != nil {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kensa-scan/kensa/internal/corpus"
+
 	"github.com/x448/float16"
 )
 
@@ -543,10 +545,7 @@ func TestIQ2_S(t *testing.T) {
 
 // TestIQTablesMatchCorpus checks the generated tables against iq-tables.json.
 func TestIQTablesMatchCorpus(t *testing.T) {
-	dir := corpusDir(t)
-	if dir == "" {
-		t.Skip("quant corpus not found; set KENSA_CORPUS")
-	}
+	dir := corpus.Dir(t, "quant")
 	data, err := os.ReadFile(filepath.Join(dir, "iq-tables.json"))
 	if err != nil {
 		t.Fatal(err)

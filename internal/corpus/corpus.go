@@ -3,6 +3,8 @@
 package corpus
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,4 +50,40 @@ func Dir(tb testing.TB, sub string) string {
 		tb.Skipf("corpus directory %s not found; skipping corpus test", d)
 	}
 	return d
+}
+
+// QuantTensor is one tensor of a quant/*.gguf.expected.json golden listing: where its bytes
+// are, and the dequantized values' SHA-256 (float32 little-endian, row-major) and moments.
+type QuantTensor struct {
+	Name   string    `json:"name"`
+	DType  string    `json:"dtype"`
+	Shape  []int64   `json:"shape"`
+	Offset int64     `json:"offset"`
+	Length int64     `json:"length"`
+	SHA256 string    `json:"sha256_f32le"`
+	Count  int64     `json:"count"`
+	Sum    float64   `json:"sum"`
+	Sumsq  float64   `json:"sumsq"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+	First  []float64 `json:"first"`
+}
+
+// QuantExpected is a quant/*.gguf.expected.json golden listing.
+type QuantExpected struct {
+	File    string        `json:"file"`
+	Tensors []QuantTensor `json:"tensors"`
+}
+
+// ReadQuantExpected reads the golden listing of a quant corpus file (path of the .gguf).
+func ReadQuantExpected(ggufPath string) (*QuantExpected, error) {
+	b, err := os.ReadFile(ggufPath + ".expected.json")
+	if err != nil {
+		return nil, err
+	}
+	var e QuantExpected
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s.expected.json: %w", ggufPath, err)
+	}
+	return &e, nil
 }
