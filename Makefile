@@ -35,12 +35,12 @@ race:
 
 fuzz-short:
 	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(CIFUZZ))"; \
-	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(CIFUZZ) $$p || exit 1; done
+	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(CIFUZZ) -fuzzminimizetime 5s $$p || exit 1; done
 
 ## fuzz: each parser's FuzzReader for FUZZTIME (default 10m).
 fuzz:
 	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) $$p || exit 1; done
+	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$p || exit 1; done
 
 ## bench: dequantization throughput per type, header parsing.
 bench:

@@ -507,3 +507,33 @@ func BenchmarkHostile(b *testing.B) {
 		})
 	}
 }
+
+// A file of many tensors that all alias the same bytes: parsing and Layout stay linear.
+func TestManyAliasingTensors(t *testing.T) {
+	const n = 50000
+	r := newRaw(3)
+	r.u64(n)
+	r.u64(0)
+	for i := 0; i < n; i++ {
+		r.tensorInfo(fmt.Sprintf("t%d", i), []uint64{8}, 0, 0)
+	}
+	r.pad(32)
+	r.Write(make([]byte, 32))
+	f, err := parse(r.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := f.Layout(bytes.NewReader(r.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alias int
+	for _, i := range is {
+		if i.Kind == IssueAlias {
+			alias++
+		}
+	}
+	if alias != n-1 {
+		t.Errorf("%d alias issues, want %d", alias, n-1)
+	}
+}

@@ -60,22 +60,28 @@ func (f *File) Layout(r io.ReaderAt) ([]LayoutIssue, error) {
 		}
 		return ta.Length < tb.Length
 	})
-	for a := 0; a < len(idx); a++ {
-		ta := &f.Tensors[idx[a]]
-		for b := a + 1; b < len(idx); b++ {
-			tb := &f.Tensors[idx[b]]
-			if tb.Offset >= ta.Offset+ta.Length {
-				break
+	// Sweep in offset order against the tensor that reaches furthest so far: every tensor
+	// that starts inside it is reported once, so a file of n aliasing tensors gives n-1
+	// issues, not n².
+	cover := -1
+	for _, i := range idx {
+		t := &f.Tensors[i]
+		if t.Length == 0 {
+			continue
+		}
+		if cover >= 0 {
+			c := &f.Tensors[cover]
+			if t.Offset < c.Offset+c.Length {
+				lo, hi := t.Offset, min(c.Offset+c.Length, t.Offset+t.Length)
+				kind, msg := IssueOverlap, fmt.Sprintf("tensors %q and %q share bytes [%d, %d)", c.Name, t.Name, lo, hi)
+				if c.Offset == t.Offset && c.Length == t.Length {
+					kind, msg = IssueAlias, fmt.Sprintf("tensors %q and %q are the same %d bytes at %d", c.Name, t.Name, t.Length, t.Offset)
+				}
+				out = append(out, LayoutIssue{Kind: kind, Offset: lo, Length: hi - lo, Tensors: []string{c.Name, t.Name}, Msg: msg})
 			}
-			if tb.Length == 0 || ta.Length == 0 {
-				continue
-			}
-			lo, hi := tb.Offset, min(ta.Offset+ta.Length, tb.Offset+tb.Length)
-			kind, msg := IssueOverlap, fmt.Sprintf("tensors %q and %q share bytes [%d, %d)", ta.Name, tb.Name, lo, hi)
-			if ta.Offset == tb.Offset && ta.Length == tb.Length {
-				kind, msg = IssueAlias, fmt.Sprintf("tensors %q and %q are the same %d bytes at %d", ta.Name, tb.Name, ta.Length, ta.Offset)
-			}
-			out = append(out, LayoutIssue{Kind: kind, Offset: lo, Length: hi - lo, Tensors: []string{ta.Name, tb.Name}, Msg: msg})
+		}
+		if cover < 0 || t.Offset+t.Length > f.Tensors[cover].Offset+f.Tensors[cover].Length {
+			cover = i
 		}
 	}
 
