@@ -48,8 +48,10 @@ func (t *TensorInfo) Rows() int64 {
 // uint64, int64, float32, float64, string, a slice of one of those for a typed array, or
 // []any for an array of arrays.
 type KV struct {
-	Key   string
-	Value any
+	Key    string
+	Value  any
+	Offset int64 // absolute offset of the entry in its file (0 with Length 0 when unknown)
+	Length int64 // byte length of the entry (key and value as stored)
 }
 
 // File is one file of a model, open for reading. Files are memory-mapped where the platform
@@ -249,26 +251,35 @@ func (r *TensorReader) ReadRows(row int64, dst []float32) error {
 
 // ReadElements decodes elements [start, start+len(dst)) in row-major order into dst.
 func (r *TensorReader) ReadElements(start int64, dst []float32) error {
+	_, err := r.Decode(start, dst)
+	return err
+}
+
+// Decode is ReadElements that also returns the stored bytes the values were decoded from:
+// the whole blocks covering them, as they are in the file (before any byte-order
+// conversion). The bytes are only valid until the next call and must not be modified.
+func (r *TensorReader) Decode(start int64, dst []float32) ([]byte, error) {
 	t := r.t
 	n := int64(len(dst))
 	total := t.Elements()
 	if start < 0 || start > total || n > total-start {
-		return fmt.Errorf("formats: tensor %q: elements [%d, +%d) outside its %d elements", t.Name, start, n, total)
+		return nil, fmt.Errorf("formats: tensor %q: elements [%d, +%d) outside its %d elements", t.Name, start, n, total)
 	}
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	be, bb := int64(t.DType.BlockElems()), int64(t.DType.BlockBytes())
 	b0 := start / be
 	b1 := (start + n + be - 1) / be
 	off, ln := b0*bb, (b1-b0)*bb
 	if off+ln > t.Length {
-		return fmt.Errorf("formats: tensor %q: elements [%d, +%d) need bytes past its %d-byte length", t.Name, start, n, t.Length)
+		return nil, fmt.Errorf("formats: tensor %q: elements [%d, +%d) need bytes past its %d-byte length", t.Name, start, n, t.Length)
 	}
 	raw, err := r.f.Bytes(t.Offset+off, ln, r.buf)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	stored := raw
 	if r.f.data == nil {
 		r.buf = raw[:0]
 	}
@@ -287,7 +298,7 @@ func (r *TensorReader) ReadElements(start int64, dst []float32) error {
 	}
 	if start%be == 0 && n%be == 0 {
 		t.DType.Decode(dst, raw)
-		return nil
+		return stored, nil
 	}
 	m := (b1 - b0) * be
 	if int64(cap(r.tmp)) < m {
@@ -296,5 +307,5 @@ func (r *TensorReader) ReadElements(start int64, dst []float32) error {
 	tmp := r.tmp[:m]
 	t.DType.Decode(tmp, raw)
 	copy(dst, tmp[start-b0*be:])
-	return nil
+	return stored, nil
 }

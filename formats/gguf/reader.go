@@ -28,6 +28,7 @@ type KV struct {
 	Elem   ValueType // element type of an array (TypeArray for arrays of arrays)
 	Value  any       // see formats.KV
 	Offset int64     // absolute offset of the entry (its key length field)
+	Length int64     // byte length of the entry: key, type and value
 }
 
 // TensorInfo is one tensor as described in the file header.
@@ -345,6 +346,7 @@ func (r *reader) kv() (KV, error) {
 		return kv, errAt(toff, formats.ErrInvalid, "metadata %q: unknown value type %d", kv.Key, t)
 	}
 	kv.Value, kv.Elem, err = r.value(kv.Type, kv.Key, 0)
+	kv.Length = r.pos - kv.Offset
 	return kv, err
 }
 
@@ -612,7 +614,7 @@ func (f *File) Model(mf *formats.File) *formats.Model {
 		{Key: "data_offset", Value: f.DataOffset},
 	}
 	for i, kv := range f.KV {
-		m.Metadata[i] = formats.KV{Key: kv.Key, Value: kv.Value}
+		m.Metadata[i] = formats.KV{Key: kv.Key, Value: kv.Value, Offset: kv.Offset, Length: kv.Length}
 	}
 	for i := range f.Tensors {
 		t := &f.Tensors[i]

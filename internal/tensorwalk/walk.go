@@ -20,7 +20,14 @@ type Chunk struct {
 	Start  int64 // first element
 	End    int64 // one past the last element
 	Bytes  int64 // bytes of the file the chunk covers (for progress)
+	// WholeRows is true when [Start, End) is a whole number of rows (innermost dimension).
+	// Plan always cuts whole rows, except for rows longer than MaxRowElems or rows that are
+	// not a whole number of storage blocks (odd-length F4 rows), which are split.
+	WholeRows bool
 }
+
+// MaxRowElems is the longest row Plan keeps whole in one chunk, whatever the chunk size.
+const MaxRowElems = 1 << 26
 
 // Options set the parallelism and chunk size of a walk.
 type Options struct {
@@ -29,10 +36,11 @@ type Options struct {
 	Progress   func(n int64) // called with the file bytes of each finished chunk; may be nil
 }
 
-// Visitor receives the decoded values of one chunk. worker identifies the calling goroutine
-// (0 ≤ worker < Jobs), so a visitor can keep per-worker state without locks. vals is only
-// valid during the call.
-type Visitor func(worker int, c Chunk, vals []float32) error
+// Visitor receives the decoded values of one chunk and the stored bytes they were decoded
+// from (whole storage blocks, as in the file). worker identifies the calling goroutine
+// (0 ≤ worker < Jobs), so a visitor can keep per-worker state without locks. vals and raw
+// are only valid during the call.
+type Visitor func(worker int, c Chunk, vals []float32, raw []byte) error
 
 // Plan returns the chunks of the given tensors (all decodable ones when tensors is nil), in
 // order, and the total number of bytes they cover.
@@ -58,9 +66,12 @@ func Plan(m *formats.Model, tensors []int, chunkElems int) ([]Chunk, int64) {
 		if ce < be {
 			ce = be
 		}
-		// Whole rows when a row is shorter than a chunk, so that row-wise visitors see rows.
-		if rl := t.RowLen(); rl > 0 && rl < ce && rl%be == 0 {
-			ce = ce / rl * rl
+		// Whole rows, so that row-wise visitors see rows: as many as fit in a chunk, and at
+		// least one.
+		rl := t.RowLen()
+		whole := rl > 0 && rl%be == 0 && rl <= MaxRowElems
+		if whole {
+			ce = max(ce/rl, 1) * rl
 		}
 		count := int((n + ce - 1) / ce)
 		if n == 0 {
@@ -70,7 +81,7 @@ func Plan(m *formats.Model, tensors []int, chunkElems int) ([]Chunk, int64) {
 			s := int64(k) * ce
 			e := min(s+ce, n)
 			b := (e - s) * t.Length / n
-			out = append(out, Chunk{Tensor: ti, Index: k, Count: count, Start: s, End: e, Bytes: b})
+			out = append(out, Chunk{Tensor: ti, Index: k, Count: count, Start: s, End: e, Bytes: b, WholeRows: whole})
 			total += b
 		}
 	}
@@ -126,11 +137,12 @@ func Walk(ctx context.Context, m *formats.Model, chunks []Chunk, opt Options, vi
 					buf = make([]float32, ln)
 				}
 				vals := buf[:ln]
-				if err := rd.ReadElements(c.Start, vals); err != nil {
+				raw, err := rd.Decode(c.Start, vals)
+				if err != nil {
 					fail(fmt.Errorf("tensor %q: %w", t.Name, err))
 					return
 				}
-				if err := visit(w, c, vals); err != nil {
+				if err := visit(w, c, vals, raw); err != nil {
 					fail(err)
 					return
 				}

@@ -54,12 +54,15 @@ func TestWalkCoversEverything(t *testing.T) {
 				mu.Lock()
 				bytesDone += n
 				mu.Unlock()
-			}}, func(w int, c Chunk, vals []float32) error {
+			}}, func(w int, c Chunk, vals []float32, _ []byte) error {
 				if w < 0 || w >= jobs {
 					t.Errorf("worker %d of %d", w, jobs)
 				}
 				if int64(len(vals)) != c.End-c.Start {
 					t.Errorf("chunk %+v has %d values", c, len(vals))
+				}
+				if rl := m.Tensors[c.Tensor].RowLen(); !c.WholeRows || c.Start%rl != 0 || c.End%rl != 0 {
+					t.Errorf("chunk %+v is not whole rows of %d", c, rl)
 				}
 				mu.Lock()
 				defer mu.Unlock()
@@ -97,7 +100,7 @@ func TestWalkStops(t *testing.T) {
 	boom := errors.New("boom")
 	var mu sync.Mutex
 	calls := 0
-	err := Walk(context.Background(), m, chunks, Options{Jobs: 2}, func(int, Chunk, []float32) error {
+	err := Walk(context.Background(), m, chunks, Options{Jobs: 2}, func(int, Chunk, []float32, []byte) error {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -111,7 +114,7 @@ func TestWalkStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := Walk(ctx, m, chunks, Options{Jobs: 2}, func(int, Chunk, []float32) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := Walk(ctx, m, chunks, Options{Jobs: 2}, func(int, Chunk, []float32, []byte) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled walk returned %v", err)
 	}
 }

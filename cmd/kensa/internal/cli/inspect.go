@@ -99,7 +99,7 @@ func computeStats(ctx context.Context, m *formats.Model, jobs int, pr *progress)
 		}
 	}
 	pr.start(total)
-	err := tensorwalk.Walk(ctx, m, chunks, tensorwalk.Options{Jobs: jobs, Progress: pr.add}, func(_ int, c tensorwalk.Chunk, vals []float32) error {
+	err := tensorwalk.Walk(ctx, m, chunks, tensorwalk.Options{Jobs: jobs, Progress: pr.add}, func(_ int, c tensorwalk.Chunk, vals []float32, _ []byte) error {
 		parts[first[c.Tensor]+c.Index].Add(vals)
 		return nil
 	})

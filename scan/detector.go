@@ -1,0 +1,74 @@
+package scan
+
+import (
+	"context"
+
+	"github.com/kensa-scan/kensa/formats"
+)
+
+// Model is what detectors see of a target: the opened model, each tensor's layer and role,
+// and format-specific details.
+type Model struct {
+	*formats.Model
+	// Roles[i] describes Model.Tensors[i].
+	Roles []TensorRole
+	// Layers is the number of numbered blocks (max layer index + 1; 0 when none).
+	Layers int
+}
+
+// TensorRole places a tensor in the architecture.
+type TensorRole struct {
+	Layer int    // block index, -1 when the tensor belongs to no numbered block
+	Role  string // normalised role shared across naming conventions ("attn_q", "ffn_down", ...)
+	Kind  string // "weight", "bias", "norm", "other"
+}
+
+// Emit records a finding. It is safe to call from several goroutines.
+type Emit func(Finding)
+
+// Detector is a family of rules. Every detector implements Name and Rules and at least
+// one of HeaderDetector and TensorDetector.
+type Detector interface {
+	// Name is the detector's name ("structure", "metadata", ...).
+	Name() string
+	// Rules are the rules it reports.
+	Rules() []Rule
+}
+
+// HeaderDetector inspects a model without reading tensor values: headers, layout,
+// metadata. It may read raw bytes of the model's files (through Model.Files) but never
+// decodes tensors; that is the engine's job.
+type HeaderDetector interface {
+	Detector
+	Header(ctx context.Context, m *Model, emit Emit) error
+}
+
+// TensorDetector inspects tensor values. The engine decodes each tensor once, in chunks of
+// whole rows (a row is the innermost dimension), and hands every chunk to the pass of
+// every TensorDetector.
+type TensorDetector interface {
+	Detector
+	// Begin starts a pass over one model, run with the given number of workers.
+	Begin(m *Model, workers int) TensorPass
+}
+
+// Chunk is a piece of one tensor: whole rows [Row, Row+Rows) (for 0-D and 1-D tensors, the
+// whole tensor is one row) with their decoded values and their bytes as stored.
+type Chunk struct {
+	Tensor int   // index into Model.Tensors
+	Row    int64 // first row
+	Rows   int64 // number of rows
+	RowLen int64 // elements per row
+	Offset int64 // absolute file offset of Raw
+	Values []float32
+	Raw    []byte // the stored bytes of these rows (little-endian layout for big-endian GGUF is not applied)
+}
+
+// TensorPass receives the chunks of one model. Chunk is called concurrently from the
+// engine's workers, each with its own worker index in [0, workers): state kept per worker
+// needs no locking. Chunks of one tensor may arrive on different workers and in any order.
+// Finish is called once, after the last chunk, to emit the findings.
+type TensorPass interface {
+	Chunk(worker int, c *Chunk)
+	Finish(ctx context.Context, emit Emit) error
+}
