@@ -45,8 +45,9 @@ func (t *TensorInfo) Rows() int64 {
 }
 
 // KV is one metadata entry. Value is one of bool, uint8, int8, uint16, int16, uint32, int32,
-// uint64, int64, float32, float64, string, a slice of one of those for a typed array, or
-// []any for an array of arrays.
+// uint64, int64, float32, float64, string, a slice of one of those for a typed array,
+// []any for an array of arrays (GGUF) or a JSON array (safetensors index), map[string]any
+// for a JSON object and nil for JSON null (safetensors index metadata).
 type KV struct {
 	Key    string
 	Value  any
@@ -118,7 +119,7 @@ func NewFile(path string, r io.ReaderAt, size int64) *File {
 
 // OpenFile opens path for reading, memory-mapping it when possible.
 func OpenFile(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, openFlags, 0)
 	if err != nil {
 		return nil, err
 	}

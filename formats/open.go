@@ -117,22 +117,55 @@ func OpenModelFile(f *File, fl []Format) (*Model, error) {
 // OpenInDir opens a file named inside a model (such as a shard named by an index) in the
 // model's directory dir. It refuses names that are empty, absolute, contain a path separator
 // or "..", and names that resolve through a symbolic link to a place outside dir (os.Root
-// does the resolution, so there is no window between check and open).
+// does the resolution, so there is no window between check and open). One exception: in a
+// Hugging Face cache snapshot (…/snapshots/<revision>/), whose files are links into the
+// cache's sibling blobs/ directory, a link to a file directly in that blobs/ directory is
+// followed. Special files (FIFOs, devices) are refused without blocking.
 func OpenInDir(dir, name string) (*File, error) {
 	if name == "" || name == "." || name == ".." || filepath.IsAbs(name) || filepath.VolumeName(name) != "" ||
 		filepath.Base(name) != name || containsSep(name) {
 		return nil, fmt.Errorf("file name %q is not a plain name in the model directory: %w", name, ErrInvalid)
 	}
+	f, err := openInRoot(dir, name)
+	if err == nil {
+		return newOSFile(filepath.Join(dir, name), f)
+	}
+	if blobs, rel, ok := hfCacheBlob(dir, name); ok {
+		if f, err2 := openInRoot(blobs, rel); err2 == nil {
+			return newOSFile(filepath.Join(dir, name), f)
+		}
+	}
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("file %q: %w", name, err)
+	}
+	return nil, fmt.Errorf("file %q: %v: %w", name, err, ErrInvalid)
+}
+
+func openInRoot(dir, name string) (*os.File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	f, err := root.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %w", name, err)
+	return root.OpenFile(name, openFlags, 0)
+}
+
+// hfCacheBlob recognises dir/name as a Hugging Face cache snapshot entry linking to
+// <cache>/blobs/<hash>, and returns the blobs directory and the blob's name.
+func hfCacheBlob(dir, name string) (string, string, bool) {
+	if filepath.Base(filepath.Dir(filepath.Clean(dir))) != "snapshots" {
+		return "", "", false
 	}
-	return newOSFile(filepath.Join(dir, name), f)
+	target, err := os.Readlink(filepath.Join(dir, name))
+	if err != nil || filepath.IsAbs(target) {
+		return "", "", false
+	}
+	blobs := filepath.Join(filepath.Dir(filepath.Dir(filepath.Clean(dir))), "blobs")
+	resolved := filepath.Join(dir, target)
+	if filepath.Dir(resolved) != blobs {
+		return "", "", false
+	}
+	return blobs, filepath.Base(resolved), true
 }
 
 func containsSep(s string) bool {

@@ -103,3 +103,43 @@ func TestOpenInDir(t *testing.T) {
 		}
 	}
 }
+
+// A Hugging Face cache snapshot links its files into the sibling blobs/ directory: those
+// links are followed, links anywhere else are not.
+func TestOpenInDirHFCache(t *testing.T) {
+	cache := t.TempDir()
+	blobs := filepath.Join(cache, "blobs")
+	snap := filepath.Join(cache, "snapshots", "abc123")
+	os.MkdirAll(blobs, 0o755)
+	os.MkdirAll(snap, 0o755)
+	writeGGUF(t, filepath.Join(blobs, "deadbeef"))
+	writeGGUF(t, filepath.Join(cache, "elsewhere"))
+	if err := os.Symlink("../../blobs/deadbeef", filepath.Join(snap, "model.gguf")); err != nil {
+		t.Skip("no symlinks here:", err)
+	}
+	os.Symlink("../../elsewhere", filepath.Join(snap, "evil.gguf"))
+	f, err := formats.OpenInDir(snap, "model.gguf")
+	if err != nil {
+		t.Fatalf("HF cache blob link: %v", err)
+	}
+	f.Close()
+	if f, err := formats.OpenInDir(snap, "evil.gguf"); err == nil {
+		f.Close()
+		t.Errorf("a link from a snapshot to outside blobs/ was followed")
+	}
+}
+
+// A FIFO named like a model is refused at once instead of blocking the open.
+func TestOpenFIFO(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "model.gguf")
+	if err := mkfifo(p); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	if _, err := formats.Open(p); err == nil {
+		t.Errorf("Open(FIFO): no error")
+	}
+	if _, err := formats.OpenInDir(dir, "model.gguf"); err == nil {
+		t.Errorf("OpenInDir(FIFO): no error")
+	}
+}
