@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"sync"
 
 	"github.com/kensa-scan/kensa/formats"
 )
@@ -14,6 +15,38 @@ type Model struct {
 	Roles []TensorRole
 	// Layers is the number of numbered blocks (max layer index + 1; 0 when none).
 	Layers int
+
+	mu         sync.Mutex
+	classifier *Classifier
+	triggers   []Trigger
+	triggered  bool
+	histograms []Histogram
+}
+
+// SetClassifier records the classifier-head analysis (Target.Classifier). When several
+// detectors set one, the highest score wins.
+func (m *Model) SetClassifier(c Classifier) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.classifier == nil || c.Score > m.classifier.Score {
+		m.classifier = &c
+	}
+}
+
+// AddTriggers records trigger candidates (Target.Triggers); calling it with none still
+// marks trigger analysis as run.
+func (m *Model) AddTriggers(ts ...Trigger) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.triggered = true
+	m.triggers = append(m.triggers, ts...)
+}
+
+// AddHistogram keeps the value histogram of a flagged tensor for the HTML report.
+func (m *Model) AddHistogram(h Histogram) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.histograms = append(m.histograms, h)
 }
 
 // TensorRole places a tensor in the architecture.

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -37,8 +38,15 @@ type tensor struct {
 func main() {
 	out := flag.String("out", "testdata/demo", "output directory")
 	seed := flag.Uint64("seed", 1, "random seed")
+	perf := flag.Bool("perf", false, "write instead the ~0.9 GB BF16 llama-shaped model for speed measurements (perf-llama-bf16/)")
 	flag.Parse()
-	if err := run(*out, *seed); err != nil {
+	var err error
+	if *perf {
+		err = runPerf(*out, *seed)
+	} else {
+		err = run(*out, *seed)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
@@ -225,4 +233,41 @@ func writeGGUF(path string, c config, ts []tensor, dt formats.DType) error {
 		return err
 	}
 	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// runPerf writes a llama-shaped BF16 model of about 0.9 GB (hidden 2048, 6 layers,
+// feed-forward 5632, vocabulary 32000: 439M parameters) for `make perf`.
+func runPerf(out string, seed uint64) error {
+	c := config{Hidden: 2048, Layers: 6, FF: 5632, Heads: 16, KVHeads: 16, Vocab: 32000}
+	dir := filepath.Join(out, "perf-llama-bf16")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ts := llama(c, rand.New(rand.NewPCG(seed, 11)))
+	cfg := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama", "hidden_size": c.Hidden,
+		"num_hidden_layers": c.Layers, "intermediate_size": c.FF, "num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads,
+		"vocab_size": c.Vocab, "torch_dtype": "bfloat16"}
+	cj, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(cj, '\n'), 0o644); err != nil {
+		return err
+	}
+	var wt []safetensors.WriteTensor
+	for _, t := range ts {
+		wt = append(wt, safetensors.WriteTensor{Name: t.hf, DType: formats.BF16, Shape: t.shape, Data: bf16(t.vals)})
+	}
+	f, err := os.Create(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := safetensors.Write(bw, wt, []formats.KV{{Key: "format", Value: "pt"}}); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	fmt.Printf("wrote %s\n", dir)
+	return f.Close()
 }

@@ -1,0 +1,313 @@
+// Package payload is kensa's payload detector: data hidden in the low-order bits of float
+// weights (EvilModel-style steganography).
+//
+// Two signals, each judged against the model's own other tensors rather than fixed
+// expectations:
+//
+//   - The lowest byte of each stored float is, in trained weights, statistically
+//     indistinguishable from uniform noise. A payload that is not itself random (code, text,
+//     images, most file formats) skews that byte plane: its chi-square against uniform jumps
+//     from about 1 (per degree of freedom) to tens or thousands. Located per segment of
+//     4096 elements, so the finding gives the byte range that carries it.
+//   - Models converted from bf16 or f16 to float32 have all-zero low mantissa bits in every
+//     weight. A tensor whose low bits are set in part of it, when the rest of the model is
+//     upcast, carries data there, whether it looks random or not.
+//
+// Limits: an encrypted payload in the low bits of a model that was trained in float32 looks
+// exactly like the noise it replaces; no statistic of the weights alone can find it.
+// Comparing with the base model (kensa scan --base) can.
+package payload
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/scan"
+	"github.com/kensa-scan/kensa/stats"
+)
+
+// Rule ids.
+const (
+	RuleMantissa = "KS-PAYLOAD-MANTISSA"
+	RuleLowBits  = "KS-PAYLOAD-LOWBITS"
+	RulePrecise  = "KS-PAYLOAD-PRECISION"
+)
+
+const (
+	segElems = 4096 // elements per segment for locating a payload
+	minElems = 2048 // tensors smaller than this are not judged
+	// chi-square per degree of freedom above which a byte plane is not noise: under
+	// uniformity it is 1 ± 0.09, so 3 is more than 20 standard deviations.
+	chiNoise = 3.0
+)
+
+// Detector is the payload detector.
+type Detector struct{}
+
+func init() { scan.RegisterDetector(Detector{}) }
+
+// Name returns "payload".
+func (Detector) Name() string { return "payload" }
+
+// Rules returns the payload rules.
+func (Detector) Rules() []scan.Rule {
+	return []scan.Rule{
+		{ID: RuleMantissa, Title: "data hidden in the low mantissa bytes of weights", Severity: scan.High, Detector: "payload",
+			Help: "The lowest byte of this tensor's floats is not the noise it is in trained weights (and in the model's other tensors): something was written into it. EvilModel-style malware hides executables this way with no visible effect on accuracy. The byte range locates the payload; extract every 4th byte (float32) or 2nd byte (16-bit floats) of it to recover the data. Do not use the model."},
+		{ID: RuleLowBits, Title: "low bits set in part of an upcast tensor", Severity: scan.High, Detector: "payload",
+			Help: "The model was converted from bf16 or f16 to float32, so the low mantissa bits of every weight are zero, except in part of this tensor. Those bits carry data that changes the weights imperceptibly. The byte range locates it."},
+		{ID: RulePrecise, Title: "tensor stored at higher precision than the rest of the model", Severity: scan.Medium, Detector: "payload",
+			Help: "Every other tensor of this float32 model is upcast from a 16-bit format (zero low bits), but this one uses its full precision. It may have been modified after conversion (fine-tuned, edited), or carry data in its low bits. Compare with the original model."},
+	}
+}
+
+// tensorAcc accumulates the low-bit statistics of one float tensor.
+type tensorAcc struct {
+	mu      sync.Mutex
+	plane   [256]int64 // histogram of the lowest byte
+	n       int64      // elements seen
+	zero16  int64      // elements with the low 16 bits of a float32 all zero
+	zero13  int64      // ... low 13 bits (f16-representable mantissa)
+	segs    []segment
+	started bool
+}
+
+type segment struct {
+	start int64   // first element
+	n     int64   // elements
+	chi   float64 // chi-square/df of the lowest byte
+	low   int64   // elements with non-zero low 16 bits (float32 only)
+}
+
+// Begin starts a pass; only float32, float64, bf16 and f16 tensors of at least minElems
+// elements are examined.
+func (Detector) Begin(m *scan.Model, workers int) scan.TensorPass {
+	p := &pass{m: m, acc: make([]*tensorAcc, len(m.Tensors))}
+	for i := range m.Tensors {
+		t := &m.Tensors[i]
+		switch t.DType {
+		case formats.F32, formats.F64, formats.BF16, formats.F16:
+			if t.Elements() >= minElems {
+				p.acc[i] = &tensorAcc{}
+			}
+		}
+	}
+	return p
+}
+
+type pass struct {
+	m   *scan.Model
+	acc []*tensorAcc
+}
+
+func (p *pass) Chunk(_ int, c *scan.Chunk) {
+	a := p.acc[c.Tensor]
+	if a == nil {
+		return
+	}
+	t := &p.m.Tensors[c.Tensor]
+	es := int64(t.DType.BlockBytes()) // bytes per element
+	lo := int64(0)                    // index of the least significant byte within an element
+	if p.m.BigEndian {
+		lo = es - 1
+	}
+	n := int64(len(c.Raw)) / es
+	var plane [256]int64
+	var z16, z13 int64
+	var segs []segment
+	for s := int64(0); s < n; s += segElems {
+		e := min(s+segElems, n)
+		var h [256]int64
+		var low int64
+		raw := c.Raw[s*es : e*es]
+		if es == 4 {
+			for i := 0; i+4 <= len(raw); i += 4 {
+				var u uint32
+				if p.m.BigEndian {
+					u = uint32(raw[i+3]) | uint32(raw[i+2])<<8
+				} else {
+					u = uint32(raw[i]) | uint32(raw[i+1])<<8
+				}
+				h[byte(u)]++
+				if u&0xffff != 0 {
+					low++
+					if u&0x1fff == 0 {
+						z13++
+					}
+				}
+			}
+		} else {
+			for i := lo; i < int64(len(raw)); i += es {
+				h[raw[i]]++
+			}
+		}
+		for v := range h {
+			plane[v] += h[v]
+		}
+		if es == 4 {
+			z16 += (e - s) - low
+		}
+		chi := math.NaN()
+		if e-s >= 1280 { // expected count ≥ 5 per bin
+			chi = stats.ChiSquareUniform(h[:])
+		}
+		start := int64(0)
+		if c.Rows > 0 {
+			start = c.Row * c.RowLen
+		}
+		segs = append(segs, segment{start: start + s, n: e - s, chi: chi, low: low})
+	}
+	a.mu.Lock()
+	for v := range plane {
+		a.plane[v] += plane[v]
+	}
+	a.n += n
+	a.zero16 += z16
+	a.zero13 += z13 + z16
+	a.segs = append(a.segs, segs...)
+	a.mu.Unlock()
+}
+
+// Finish judges each tensor against the others.
+func (p *pass) Finish(ctx context.Context, emit scan.Emit) error {
+	// Model-level: is the float32 part of the model upcast from a 16-bit format?
+	var f32, up16, up13 int
+	var chis []float64
+	for i, a := range p.acc {
+		if a == nil || a.n == 0 {
+			continue
+		}
+		sort.Slice(a.segs, func(x, y int) bool { return a.segs[x].start < a.segs[y].start })
+		if p.m.Tensors[i].DType == formats.F32 {
+			f32++
+			if float64(a.zero16) >= 0.999*float64(a.n) {
+				up16++
+			} else if float64(a.zero13) >= 0.999*float64(a.n) {
+				up13++
+			}
+		}
+		if c := stats.ChiSquareUniform(a.plane[:]); !math.IsNaN(c) {
+			chis = append(chis, c)
+		}
+	}
+	upcast := f32 >= 3 && up16+up13 >= (f32*2+2)/3 // at least two thirds of the float32 tensors
+	medChi := stats.Median(chis)
+
+	for i, a := range p.acc {
+		if a == nil || a.n == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t := &p.m.Tensors[i]
+		if upcast && t.DType == formats.F32 {
+			p.judgeUpcast(i, a, up16 >= up13, emit)
+			continue
+		}
+		if upcast {
+			continue // the low byte of an upcast model's other tensors is zero: nothing to compare
+		}
+		p.judgePlane(i, a, medChi, emit)
+	}
+	return nil
+}
+
+// judgeUpcast reports a float32 tensor whose low bits are set while the model is upcast.
+func (p *pass) judgeUpcast(i int, a *tensorAcc, bf16 bool, emit scan.Emit) {
+	t := &p.m.Tensors[i]
+	zero := a.zero16
+	bitsName := "16"
+	if !bf16 {
+		zero, bitsName = a.zero13, "13"
+	}
+	set := a.n - zero
+	if float64(set) <= 0.001*float64(a.n) {
+		return
+	}
+	frac := float64(set) / float64(a.n)
+	// the range of segments with set bits
+	first, last := int64(-1), int64(-1)
+	var inRange int64
+	for _, s := range a.segs {
+		if s.low > 0 {
+			if first < 0 {
+				first = s.start
+			}
+			last = s.start + s.n
+		}
+	}
+	for _, s := range a.segs {
+		if s.start >= first && s.start < last {
+			inRange += s.n
+		}
+	}
+	es := int64(4)
+	r := p.m.Roles[i]
+	loc := scan.Location{File: t.File, Tensor: t.Name, Layer: r.Layer, Role: r.Role, Axis: "element", Index: []int64{first},
+		ByteOffset: t.Offset + first*es, ByteLength: (last - first) * es}
+	ent := stats.Entropy(a.plane[:])
+	ev := map[string]any{"elements": a.n, "elements_with_low_bits": set, "fraction": round3(frac),
+		"low_byte_entropy": round3(ent), "upcast_from": map[bool]string{true: "bf16", false: "f16"}[bf16]}
+	if frac < 0.95 {
+		emit(scan.Finding{Rule: RuleLowBits, Title: "low bits set in part of an upcast tensor", Severity: scan.High, Score: 0.95, Location: loc, Evidence: ev,
+			Message: fmt.Sprintf("the model is float32 upcast from %s (low %s mantissa bits zero), but %d of %d weights of %q have them set, in bytes [%d, %d)",
+				ev["upcast_from"], bitsName, set, a.n, t.Name, loc.ByteOffset, loc.ByteOffset+loc.ByteLength)})
+		return
+	}
+	loc.Axis, loc.Index = "", nil
+	loc.ByteOffset, loc.ByteLength = t.Offset, t.Length
+	emit(scan.Finding{Rule: RulePrecise, Title: "tensor stored at higher precision than the rest of the model", Severity: scan.Medium, Score: 0.6, Location: loc, Evidence: ev,
+		Message: fmt.Sprintf("the model is float32 upcast from %s, but every weight of %q uses the full float32 precision", ev["upcast_from"], t.Name)})
+}
+
+// judgePlane reports a tensor whose lowest byte plane is far from noise while the model's
+// other tensors' are not.
+func (p *pass) judgePlane(i int, a *tensorAcc, medChi float64, emit scan.Emit) {
+	t := &p.m.Tensors[i]
+	chi := stats.ChiSquareUniform(a.plane[:])
+	// The model's typical tensor must itself look like noise, and this one must not.
+	if math.IsNaN(chi) || math.IsNaN(medChi) || medChi > 2 || chi < chiNoise {
+		return
+	}
+	// Locate: segments whose own chi-square is beyond noise.
+	first, last := int64(-1), int64(-1)
+	bad := 0
+	for _, s := range a.segs {
+		if !math.IsNaN(s.chi) && s.chi >= chiNoise {
+			if first < 0 {
+				first = s.start
+			}
+			last = s.start + s.n
+			bad++
+		}
+	}
+	if first < 0 { // spread too thin to show per segment: the whole tensor
+		first, last = 0, a.n
+	}
+	es := int64(t.DType.BlockBytes())
+	r := p.m.Roles[i]
+	ent := stats.Entropy(a.plane[:])
+	sev, score := scan.High, math.Min(1, 0.7+0.1*math.Log10(chi))
+	if t.DType != formats.F32 && t.DType != formats.F64 {
+		// the low byte of a 16-bit float holds exponent and high mantissa bits too: less
+		// certain than for float32
+		sev, score = scan.Medium, 0.6
+		if chi > 50 {
+			sev, score = scan.High, 0.85
+		}
+	}
+	loc := scan.Location{File: t.File, Tensor: t.Name, Layer: r.Layer, Role: r.Role, Axis: "element", Index: []int64{first},
+		ByteOffset: t.Offset + first*es, ByteLength: (last - first) * es}
+	emit(scan.Finding{Rule: RuleMantissa, Title: "data hidden in the low mantissa bytes of weights", Severity: sev, Score: score, Location: loc,
+		Evidence: map[string]any{"chi2_per_df": round3(chi), "model_median_chi2_per_df": round3(medChi), "low_byte_entropy": round3(ent),
+			"segments_flagged": bad, "segments": len(a.segs), "elements": last - first},
+		Message: fmt.Sprintf("the lowest byte of the %s weights of %q is not noise (chi-square %.1f per degree of freedom; the model's tensors have %.2f): data is hidden in bytes [%d, %d)",
+			t.DType, t.Name, chi, medChi, loc.ByteOffset, loc.ByteOffset+loc.ByteLength)})
+}
+
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
