@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sync"
 )
 
 // TensorInfo describes one tensor of a model: where its bytes are and how to read them.
@@ -155,7 +156,8 @@ type Model struct {
 	Tensors   []TensorInfo
 	BigEndian bool // GGUF stored big-endian: tensor data is converted when decoded
 
-	files map[string]*File
+	filesOnce sync.Once
+	files     map[string]*File
 }
 
 // Close closes every file of the model.
@@ -188,13 +190,14 @@ func (m *Model) Tensor(name string) *TensorInfo {
 }
 
 // File returns the model file with the given path, or nil.
+// It is safe for concurrent use; Files must not change after the first call.
 func (m *Model) File(path string) *File {
-	if m.files == nil {
+	m.filesOnce.Do(func() {
 		m.files = make(map[string]*File, len(m.Files))
 		for _, f := range m.Files {
 			m.files[f.Path] = f
 		}
-	}
+	})
 	return m.files[path]
 }
 

@@ -67,23 +67,9 @@ func Targets(paths []string, recursive bool) ([]string, error) {
 		}
 		found := 0
 		err = walkDirs(p, recursive, func(dir string, names []string) {
-			hasST := false
-			for _, n := range names {
-				low := strings.ToLower(n)
-				switch {
-				case strings.HasSuffix(low, ".safetensors") || strings.HasSuffix(low, ".safetensors.index.json"):
-					hasST = true
-				}
-			}
-			if hasST {
-				add(dir)
+			for _, t := range dirTargets(dir, names) {
+				add(t)
 				found++
-			}
-			for _, n := range names {
-				if strings.HasSuffix(strings.ToLower(n), ".gguf") {
-					add(filepath.Join(dir, n))
-					found++
-				}
 			}
 		})
 		if err != nil {
@@ -94,6 +80,65 @@ func Targets(paths []string, recursive bool) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// dirTargets lists the models of one directory: a sharded safetensors checkpoint (an
+// index, or files named like shards, -00001-of-00003) is one model, the directory; every
+// other safetensors file and every GGUF file is a model of its own.
+func dirTargets(dir string, names []string) []string {
+	var out, st []string
+	index, shards := false, 0
+	for _, n := range names {
+		low := strings.ToLower(n)
+		switch {
+		case strings.HasSuffix(low, ".safetensors.index.json"):
+			index = true
+		case strings.HasSuffix(low, ".safetensors"):
+			st = append(st, n)
+			if isShardName(strings.TrimSuffix(low, ".safetensors")) {
+				shards++
+			}
+		}
+	}
+	if index || (shards > 1 && shards == len(st)) {
+		out = append(out, dir)
+	} else {
+		for _, n := range st {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	for _, n := range names {
+		if strings.HasSuffix(strings.ToLower(n), ".gguf") {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	return out
+}
+
+// isShardName reports whether a file name (without extension) ends like a shard:
+// "-00001-of-00003".
+func isShardName(s string) bool {
+	i := strings.LastIndex(s, "-of-")
+	if i < 0 {
+		return false
+	}
+	j := strings.LastIndex(s[:i], "-")
+	if j < 0 {
+		return false
+	}
+	return allDigits(s[j+1:i]) && allDigits(s[i+4:])
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // walkDirs calls fn for dir (and, when recursive, every directory below it, not following

@@ -20,6 +20,7 @@ package payload
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sort"
@@ -40,9 +41,14 @@ const (
 const (
 	segElems = 4096 // elements per segment for locating a payload
 	minElems = 2048 // tensors smaller than this are not judged
-	// chi-square per degree of freedom above which a byte plane is not noise: under
-	// uniformity it is 1 ± 0.09, so 3 is more than 20 standard deviations.
-	chiNoise = 3.0
+	// chi-square per degree of freedom of the lowest byte plane. Under uniformity it is
+	// 1 ± 0.09. Trained weights sit at 0.9-1.2; weights that were computed rather than
+	// trained (filter banks, initialisations, low-precision edits) reach 5-10; payloads
+	// that are not random (code, text, file formats) reach hundreds.
+	chiNoise  = 3.0  // a segment beyond noise (for locating)
+	chiMedium = 10.0 // a tensor worth a medium finding
+	chiHigh   = 50.0 // a tensor carrying data: high
+	medNoise  = 2.0  // the model's typical tensor must be below this to be a reference
 )
 
 // Detector is the payload detector.
@@ -126,16 +132,19 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 		raw := c.Raw[s*es : e*es]
 		if es == 4 {
 			for i := 0; i+4 <= len(raw); i += 4 {
-				var u uint32
+				var w uint32
 				if p.m.BigEndian {
-					u = uint32(raw[i+3]) | uint32(raw[i+2])<<8
+					w = binary.BigEndian.Uint32(raw[i:])
 				} else {
-					u = uint32(raw[i]) | uint32(raw[i+1])<<8
+					w = binary.LittleEndian.Uint32(raw[i:])
 				}
-				h[byte(u)]++
-				if u&0xffff != 0 {
+				if w&0x7fffffff == 0 {
+					continue // an exact zero: its low byte says nothing (its low bits count as zero)
+				}
+				h[byte(w)]++
+				if w&0xffff != 0 {
 					low++
-					if u&0x1fff == 0 {
+					if w&0x1fff == 0 {
 						z13++
 					}
 				}
@@ -271,7 +280,7 @@ func (p *pass) judgePlane(i int, a *tensorAcc, medChi float64, emit scan.Emit) {
 	t := &p.m.Tensors[i]
 	chi := stats.ChiSquareUniform(a.plane[:])
 	// The model's typical tensor must itself look like noise, and this one must not.
-	if math.IsNaN(chi) || math.IsNaN(medChi) || medChi > 2 || chi < chiNoise {
+	if math.IsNaN(chi) || math.IsNaN(medChi) || medChi > medNoise || chi < chiMedium {
 		return
 	}
 	// Locate: segments whose own chi-square is beyond noise.
@@ -292,13 +301,12 @@ func (p *pass) judgePlane(i int, a *tensorAcc, medChi float64, emit scan.Emit) {
 	es := int64(t.DType.BlockBytes())
 	r := p.m.Roles[i]
 	ent := stats.Entropy(a.plane[:])
-	sev, score := scan.High, math.Min(1, 0.7+0.1*math.Log10(chi))
-	if t.DType != formats.F32 && t.DType != formats.F64 {
-		// the low byte of a 16-bit float holds exponent and high mantissa bits too: less
-		// certain than for float32
-		sev, score = scan.Medium, 0.6
-		if chi > 50 {
-			sev, score = scan.High, 0.85
+	sev, score := scan.Medium, 0.6
+	if chi >= chiHigh {
+		sev, score = scan.High, math.Min(1, 0.7+0.1*math.Log10(chi))
+		if t.DType != formats.F32 && t.DType != formats.F64 {
+			// the low byte of a 16-bit float holds exponent and high mantissa bits too
+			score = 0.85
 		}
 	}
 	loc := scan.Location{File: t.File, Tensor: t.Name, Layer: r.Layer, Role: r.Role, Axis: "element", Index: []int64{first},
