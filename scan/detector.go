@@ -89,7 +89,8 @@ type TensorDetector interface {
 // whole tensor is one row) with their decoded values and their bytes as stored.
 type Chunk struct {
 	Tensor int   // index into Model.Tensors
-	Row    int64 // first row
+	Start  int64 // first element (row-major index)
+	Row    int64 // first row (-1 when the chunk is not whole rows)
 	Rows   int64 // number of rows
 	RowLen int64 // elements per row
 	Offset int64 // absolute file offset of Raw

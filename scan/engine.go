@@ -259,7 +259,7 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 			func(w int, c tensorwalk.Chunk, vals []float32, raw []byte) error {
 				ti := &fm.Tensors[c.Tensor]
 				rl := ti.RowLen()
-				ch := Chunk{Tensor: c.Tensor, Values: vals, Raw: raw, RowLen: rl}
+				ch := Chunk{Tensor: c.Tensor, Start: c.Start, Values: vals, Raw: raw, RowLen: rl}
 				if c.WholeRows && rl > 0 {
 					ch.Row, ch.Rows = c.Start/rl, (c.End-c.Start)/rl
 				} else {

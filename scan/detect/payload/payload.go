@@ -79,14 +79,22 @@ type tensorAcc struct {
 	zero16  int64      // elements with the low 16 bits of a float32 all zero
 	zero13  int64      // ... low 13 bits (f16-representable mantissa)
 	segs    []segment
-	started bool
+	partial map[int64]*partialSeg // segments cut by chunk boundaries, by index
 }
 
+// segment k covers elements [k·segElems, (k+1)·segElems) of its tensor, whatever the
+// chunking, so that results do not depend on the number of workers or the chunk size.
 type segment struct {
 	start int64   // first element
 	n     int64   // elements
-	chi   float64 // chi-square/df of the lowest byte
+	chi   float64 // chi-square/df of the lowest byte (NaN when too few values)
 	low   int64   // elements with non-zero low 16 bits (float32 only)
+}
+
+type partialSeg struct {
+	h   [256]int64
+	n   int64
+	low int64
 }
 
 // Begin starts a pass; only float32, float64, bf16 and f16 tensors of at least minElems
@@ -98,7 +106,7 @@ func (Detector) Begin(m *scan.Model, workers int) scan.TensorPass {
 		switch t.DType {
 		case formats.F32, formats.F64, formats.BF16, formats.F16:
 			if t.Elements() >= minElems {
-				p.acc[i] = &tensorAcc{}
+				p.acc[i] = &tensorAcc{partial: map[int64]*partialSeg{}}
 			}
 		}
 	}
@@ -110,75 +118,114 @@ type pass struct {
 	acc []*tensorAcc
 }
 
+// scanBytes histograms the lowest byte of the elements in raw and counts those with
+// non-zero low 16 and 13 bits (float32).
+func (p *pass) scanBytes(raw []byte, es int64, h *[256]int64) (low, low13 int64) {
+	if es == 4 {
+		for i := 0; i+4 <= len(raw); i += 4 {
+			var w uint32
+			if p.m.BigEndian {
+				w = binary.BigEndian.Uint32(raw[i:])
+			} else {
+				w = binary.LittleEndian.Uint32(raw[i:])
+			}
+			if w&0x7fffffff == 0 {
+				continue // an exact zero: its low byte says nothing (its low bits count as zero)
+			}
+			h[byte(w)]++
+			if w&0xffff != 0 {
+				low++
+				if w&0x1fff != 0 {
+					low13++
+				}
+			}
+		}
+		return low, low13
+	}
+	lo := int64(0) // the least significant byte within an element
+	if p.m.BigEndian {
+		lo = es - 1
+	}
+	for i := lo; i < int64(len(raw)); i += es {
+		h[raw[i]]++
+	}
+	return 0, 0
+}
+
 func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	a := p.acc[c.Tensor]
 	if a == nil {
 		return
 	}
 	t := &p.m.Tensors[c.Tensor]
+	total := t.Elements()
 	es := int64(t.DType.BlockBytes()) // bytes per element
-	lo := int64(0)                    // index of the least significant byte within an element
-	if p.m.BigEndian {
-		lo = es - 1
-	}
 	n := int64(len(c.Raw)) / es
+	g0, g1 := c.Start, c.Start+n
 	var plane [256]int64
-	var z16, z13 int64
+	var low16, low13 int64
 	var segs []segment
-	for s := int64(0); s < n; s += segElems {
-		e := min(s+segElems, n)
+	type cut struct {
+		k int64
+		s partialSeg
+	}
+	var cuts []cut
+	for k := g0 / segElems; k*segElems < g1; k++ {
+		s0, s1 := k*segElems, min((k+1)*segElems, total)
+		lo, hi := max(g0, s0), min(g1, s1)
 		var h [256]int64
-		var low int64
-		raw := c.Raw[s*es : e*es]
-		if es == 4 {
-			for i := 0; i+4 <= len(raw); i += 4 {
-				var w uint32
-				if p.m.BigEndian {
-					w = binary.BigEndian.Uint32(raw[i:])
-				} else {
-					w = binary.LittleEndian.Uint32(raw[i:])
-				}
-				if w&0x7fffffff == 0 {
-					continue // an exact zero: its low byte says nothing (its low bits count as zero)
-				}
-				h[byte(w)]++
-				if w&0xffff != 0 {
-					low++
-					if w&0x1fff == 0 {
-						z13++
-					}
-				}
-			}
-		} else {
-			for i := lo; i < int64(len(raw)); i += es {
-				h[raw[i]]++
-			}
-		}
+		low, l13 := p.scanBytes(c.Raw[(lo-g0)*es:(hi-g0)*es], es, &h)
+		low16 += low
+		low13 += l13
 		for v := range h {
 			plane[v] += h[v]
 		}
-		if es == 4 {
-			z16 += (e - s) - low
+		if lo == s0 && hi == s1 {
+			segs = append(segs, finishSeg(s0, s1-s0, &h, low))
+		} else {
+			cuts = append(cuts, cut{k, partialSeg{h: h, n: hi - lo, low: low}})
 		}
-		chi := math.NaN()
-		if e-s >= 1280 { // expected count ≥ 5 per bin
-			chi = stats.ChiSquareUniform(h[:])
-		}
-		start := int64(0)
-		if c.Rows > 0 {
-			start = c.Row * c.RowLen
-		}
-		segs = append(segs, segment{start: start + s, n: e - s, chi: chi, low: low})
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for v := range plane {
 		a.plane[v] += plane[v]
 	}
 	a.n += n
-	a.zero16 += z16
-	a.zero13 += z13 + z16
+	if es == 4 {
+		a.zero16 += n - low16
+		a.zero13 += n - low13
+	}
 	a.segs = append(a.segs, segs...)
-	a.mu.Unlock()
+	for _, ct := range cuts {
+		ps := a.partial[ct.k]
+		if ps == nil {
+			ps = &partialSeg{}
+			a.partial[ct.k] = ps
+		}
+		for v := range ct.s.h {
+			ps.h[v] += ct.s.h[v]
+		}
+		ps.n += ct.s.n
+		ps.low += ct.s.low
+		s0, s1 := ct.k*segElems, min((ct.k+1)*segElems, total)
+		if ps.n == s1-s0 {
+			a.segs = append(a.segs, finishSeg(s0, ps.n, &ps.h, ps.low))
+			delete(a.partial, ct.k)
+		}
+	}
+}
+
+func finishSeg(start, n int64, h *[256]int64, low int64) segment {
+	chi := math.NaN()
+	var cnt int64
+	for _, c := range h {
+		cnt += c
+	}
+	if cnt >= 1280 { // expected count ≥ 5 per bin
+		chi = stats.ChiSquareUniform(h[:])
+	}
+	return segment{start: start, n: n, chi: chi, low: low}
 }
 
 // Finish judges each tensor against the others.
