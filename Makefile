@@ -12,7 +12,7 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./cmd/...
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench demo clean
+.PHONY: all build test lint unit race fuzz-short fuzz bench demo perf clean
 
 all: build
 
@@ -55,3 +55,7 @@ demo: build
 
 clean:
 	rm -rf bin $(DEMO)
+
+## perf: scan speed on a generated ~0.9 GB BF16 model against ../shared/perf/readpass.
+perf:
+	bash scripts/perf.sh

@@ -312,3 +312,29 @@ func TestScanUpcastPayload(t *testing.T) {
 		t.Errorf("range %d+%d, want %d+%d", f.Location.ByteOffset, f.Location.ByteLength, ti.Offset, 4096*4)
 	}
 }
+
+// Byte-identical tensors are reported (info); tensors that differ only in the middle, where
+// the pass does not sample, are not.
+func TestScanDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	ts := llamaLike(7)
+	big := weights(77, 4096*8, 0.1) // 128 KiB: larger than the sampled ends
+	other := append([]float32(nil), big...)
+	other[len(other)/2] += 1
+	ts = append(ts,
+		gguf.WriteTensor{Name: "dup.a", DType: formats.F32, Shape: []int64{8, 4096}, Data: f32(big)},
+		gguf.WriteTensor{Name: "dup.b", DType: formats.F32, Shape: []int64{8, 4096}, Data: f32(big)},
+		gguf.WriteTensor{Name: "dup.c", DType: formats.F32, Shape: []int64{8, 4096}, Data: f32(other)})
+	p := filepath.Join(dir, "dup.gguf")
+	writeGGUF(t, p, ts, nil)
+	rep := run(t, 2, p)
+	var got []string
+	for _, f := range rep.Targets[0].Findings {
+		if f.Rule == "KS-STRUCT-DUPLICATE" {
+			got = append(got, f.Location.Tensor)
+		}
+	}
+	if !reflect.DeepEqual(got, []string{"dup.b"}) {
+		t.Errorf("duplicates reported for %v, want [dup.b]", got)
+	}
+}

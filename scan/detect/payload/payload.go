@@ -146,8 +146,20 @@ func (p *pass) scanBytes(raw []byte, es int64, h *[256]int64) (low, low13 int64)
 	if p.m.BigEndian {
 		lo = es - 1
 	}
-	for i := lo; i < int64(len(raw)); i += es {
-		h[raw[i]]++
+	// four interleaved tables break the store-to-load dependency of repeated values
+	var t [4][256]int32
+	i, n := lo, int64(len(raw))
+	for ; i+3*es < n; i += 4 * es {
+		t[0][raw[i]]++
+		t[1][raw[i+es]]++
+		t[2][raw[i+2*es]]++
+		t[3][raw[i+3*es]]++
+	}
+	for ; i < n; i += es {
+		t[0][raw[i]]++
+	}
+	for v := range h {
+		h[v] += int64(t[0][v]) + int64(t[1][v]) + int64(t[2][v]) + int64(t[3][v])
 	}
 	return 0, 0
 }

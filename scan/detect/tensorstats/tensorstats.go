@@ -64,6 +64,7 @@ func (Detector) Rules() []scan.Rule {
 type acc struct {
 	mu       sync.Mutex
 	n        int64
+	n34      int64   // values in s3 and s4 (a sample of rows, see kurtEvery)
 	s1, s2   float64 // sums about 0 (weights are near-zero mean; float64 holds the precision)
 	s3, s4   float64
 	nan, inf int64
@@ -98,54 +99,54 @@ type pass struct {
 	acc []*acc
 }
 
+// kurtEvery: the third and fourth moments are estimated from every kurtEvery-th row (all
+// rows of tensors with fewer than 4·kurtEvery rows): they describe the shape of the
+// distribution, which a systematic sample of rows estimates well, and they cost twice what
+// the sums and norms cost.
+const kurtEvery = 4
+
 func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	a := p.acc[c.Tensor]
 	if a == nil {
 		return
 	}
-	var s1, s2, s3, s4 float64
-	var nan, inf int64
-	firstBad := int64(-1)
 	rl := int(c.RowLen)
 	vals := c.Values
-	var col []float64
+	if rl <= 0 || c.Rows == 0 {
+		rl = len(vals)
+	}
+	var col []float32
 	if a.colSS != nil && c.Rows > 0 {
-		col = make([]float64, rl)
+		col = make([]float32, rl)
 	}
 	var rowSS []float32
 	if a.rowSS != nil && c.Rows > 0 {
 		rowSS = a.rowSS[c.Row : c.Row+c.Rows] // rows of distinct chunks never overlap
 	}
-	if rl <= 0 || c.Rows == 0 {
-		rl = len(vals)
+	every := kurtEvery
+	if c.Rows == 0 || p.m.Tensors[c.Tensor].Rows() < 4*kurtEvery {
+		every = 1
 	}
+	var s1, s2, s3, s4 float64
+	var n34 int64
+	var nan, inf int64
+	firstBad := int64(-1)
 	for r := 0; r*rl < len(vals); r++ {
 		row := vals[r*rl : min((r+1)*rl, len(vals))]
-		// float32 partial sums over one row, 4 lanes, flushed to float64 per row
-		var a1, a2, a3, a4 [4]float32
-		i := 0
-		for ; i+4 <= len(row); i += 4 {
-			for k := 0; k < 4; k++ {
-				x := row[i+k]
-				x2 := x * x
-				a1[k] += x
-				a2[k] += x2
-				a3[k] += x2 * x
-				a4[k] += x2 * x2
-			}
+		var r1, r2 float64
+		if col != nil && len(row) == rl {
+			r1, r2 = sums2col(row, col)
+		} else {
+			r1, r2 = sums2(row)
 		}
-		for ; i < len(row); i++ {
-			x := row[i]
-			x2 := x * x
-			a1[0] += x
-			a2[0] += x2
-			a3[0] += x2 * x
-			a4[0] += x2 * x2
+		var r3, r4 float64
+		g := c.Row + int64(r)
+		if c.Rows == 0 {
+			g = int64(r)
 		}
-		r1 := float64(a1[0]) + float64(a1[1]) + float64(a1[2]) + float64(a1[3])
-		r2 := float64(a2[0]) + float64(a2[1]) + float64(a2[2]) + float64(a2[3])
-		r3 := float64(a3[0]) + float64(a3[1]) + float64(a3[2]) + float64(a3[3])
-		r4 := float64(a4[0]) + float64(a4[1]) + float64(a4[2]) + float64(a4[3])
+		if g%int64(every) == 0 {
+			r3, r4 = sums34(row)
+		}
 		if math.IsNaN(r2) || math.IsInf(r2, 0) || math.IsNaN(r4) || math.IsInf(r4, 0) {
 			// slow path: count the non-finite values and keep the rest
 			r1, r2, r3, r4 = 0, 0, 0, 0
@@ -159,33 +160,36 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 				default:
 					r1 += v
 					r2 += v * v
-					r3 += v * v * v
-					r4 += v * v * v * v
+					if g%int64(every) == 0 {
+						r3 += v * v * v
+						r4 += v * v * v * v
+					}
 					continue
 				}
 				if firstBad < 0 {
-					firstBad = int64(r*rl + j)
-					if c.Rows > 0 {
-						firstBad += c.Row * c.RowLen
-					}
+					firstBad = c.Start + int64(r*rl+j)
+				}
+			}
+			if col != nil && len(row) == rl {
+				for j := range col {
+					col[j] = float32(math.NaN()) // poison: this tensor's columns are not judged
 				}
 			}
 		}
 		s1 += r1
 		s2 += r2
-		s3 += r3
-		s4 += r4
+		if g%int64(every) == 0 {
+			s3 += r3
+			s4 += r4
+			n34 += int64(len(row))
+		}
 		if rowSS != nil && r < len(rowSS) {
 			rowSS[r] = float32(r2)
-		}
-		if col != nil && len(row) == rl {
-			for j, x := range row {
-				col[j] += float64(x) * float64(x)
-			}
 		}
 	}
 	a.mu.Lock()
 	a.n += int64(len(vals))
+	a.n34 += n34
 	a.s1 += s1
 	a.s2 += s2
 	a.s3 += s3
@@ -197,10 +201,73 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	}
 	if col != nil {
 		for j, v := range col {
-			a.colSS[j] += v
+			a.colSS[j] += float64(v)
 		}
 	}
 	a.mu.Unlock()
+}
+
+// sums2 returns Σx and Σx² of a row, in float32 lanes flushed to float64.
+func sums2(row []float32) (float64, float64) {
+	var a0, a1, b0, b1 float32
+	i := 0
+	for ; i+2 <= len(row); i += 2 {
+		x0, x1 := row[i], row[i+1]
+		a0 += x0
+		a1 += x1
+		b0 += x0 * x0
+		b1 += x1 * x1
+	}
+	if i < len(row) {
+		x := row[i]
+		a0 += x
+		b0 += x * x
+	}
+	return float64(a0) + float64(a1), float64(b0) + float64(b1)
+}
+
+// sums2col is sums2 that also adds x² to col[j] for each element j.
+func sums2col(row, col []float32) (float64, float64) {
+	col = col[:len(row)]
+	var a0, a1, b0, b1 float32
+	i := 0
+	for ; i+2 <= len(row); i += 2 {
+		x0, x1 := row[i], row[i+1]
+		q0, q1 := x0*x0, x1*x1
+		a0 += x0
+		a1 += x1
+		b0 += q0
+		b1 += q1
+		col[i] += q0
+		col[i+1] += q1
+	}
+	if i < len(row) {
+		x := row[i]
+		a0 += x
+		b0 += x * x
+		col[i] += x * x
+	}
+	return float64(a0) + float64(a1), float64(b0) + float64(b1)
+}
+
+// sums34 returns Σx³ and Σx⁴ of a row.
+func sums34(row []float32) (float64, float64) {
+	var c0, c1, d0, d1 float32
+	i := 0
+	for ; i+2 <= len(row); i += 2 {
+		x0, x1 := row[i], row[i+1]
+		q0, q1 := x0*x0, x1*x1
+		c0 += q0 * x0
+		c1 += q1 * x1
+		d0 += q0 * q0
+		d1 += q1 * q1
+	}
+	if i < len(row) {
+		x := row[i]
+		c0 += x * x * x
+		d0 += x * x * x * x
+	}
+	return float64(c0) + float64(c1), float64(d0) + float64(d1)
 }
 
 // moments returns the standard deviation and the kurtosis (fourth standardised moment) of
@@ -212,7 +279,12 @@ func (a *acc) moments() (std, kurt float64) {
 	}
 	mu := a.s1 / n
 	m2 := a.s2/n - mu*mu
-	m4 := a.s4/n - 4*mu*a.s3/n + 6*mu*mu*a.s2/n - 3*mu*mu*mu*mu
+	// the fourth central moment from the sampled rows' raw moments, about the full mean
+	n4 := float64(a.n34)
+	if n4 == 0 {
+		return math.Sqrt(math.Max(m2, 0)), math.NaN()
+	}
+	m4 := a.s4/n4 - 4*mu*a.s3/n4 + 6*mu*mu*a.s2/n - 3*mu*mu*mu*mu
 	if m2 <= 0 {
 		return 0, math.NaN()
 	}
