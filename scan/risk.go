@@ -6,6 +6,9 @@ import "math"
 // model-level risk.
 var severityWeight = [...]float64{Info: 0, Low: 0.05, Medium: 0.25, High: 0.85, Critical: 0.97}
 
+// classifierWeight is how much a classifier analysis at full score counts.
+const classifierWeight = 0.3
+
 // assess combines the findings of a target into its risk score and verdict.
 //
 //	risk = 1 − Π_i (1 − w(severity_i) · score_i)
@@ -26,7 +29,9 @@ func assess(t *Target) Risk {
 		worst = max(worst, f.Severity)
 	}
 	if t.Classifier != nil {
-		keep *= 1 - 0.85*math.Max(0, math.Min(1, t.Classifier.Score))
+		// the classifier analysis scores every classifier, reported or not, so that the
+		// risk ranks classifiers by its evidence; weight-only evidence counts little
+		keep *= 1 - classifierWeight*math.Max(0, math.Min(1, t.Classifier.Score))
 	}
 	score := 1 - keep
 	v := VerdictClean

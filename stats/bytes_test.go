@@ -49,3 +49,23 @@ func TestEntropyChiSquare(t *testing.T) {
 		t.Errorf("ChiSquareUniform of an empty histogram is not NaN")
 	}
 }
+
+func TestAUROC(t *testing.T) {
+	tests := []struct {
+		pos, neg []float64
+		want     float64
+	}{
+		{[]float64{3, 4}, []float64{1, 2}, 1},
+		{[]float64{1, 2}, []float64{3, 4}, 0},
+		{[]float64{1, 3}, []float64{2, 2}, 0.5},
+		{[]float64{2}, []float64{2}, 0.5},
+	}
+	for _, tt := range tests {
+		if got := AUROC(tt.pos, tt.neg); got != tt.want {
+			t.Errorf("AUROC(%v, %v) = %v, want %v", tt.pos, tt.neg, got, tt.want)
+		}
+	}
+	if !math.IsNaN(AUROC(nil, []float64{1})) {
+		t.Errorf("AUROC with no positives is not NaN")
+	}
+}

@@ -62,3 +62,5 @@ func RobustZ(x float64, xs []float64, minScale float64) float64 {
 	}
 	return (x - m) / s
 }
+
+func nan() float64 { return math.NaN() }
