@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kensa-scan/kensa/scan"
+	_ "github.com/kensa-scan/kensa/scan/detect/all" // registers every detector
+	"github.com/kensa-scan/kensa/scan/report"
+)
+
+type scanOptions struct {
+	format     string
+	output     string
+	failOn     string
+	jobs       int
+	recursive  bool
+	quiet      bool
+	noProgress bool
+	verbose    bool
+	base       string
+	probe      bool
+}
+
+func newScanCmd(s *streams) *cobra.Command {
+	var o scanOptions
+	c := &cobra.Command{
+		Use:   "scan PATH...",
+		Short: "Scan models for backdoors, hidden payloads and tampering",
+		Long: `Scan model files and directories: structure forensics (bytes no tensor references,
+overlapping tensors, non-canonical layouts), metadata and chat-template backdoors,
+per-tensor and per-neuron statistics, and payloads hidden in the low bits of weights.
+Every finding names its file, tensor, layer, role, row or column and exact byte range.
+
+PATH is a .safetensors or .gguf file, a model directory (config.json + safetensors, a
+sharded index), or with -r a tree of models. Each model is scanned once; a model that
+cannot be read is reported as an error (exit 3) and the others are still scanned.
+
+Exit codes: 0 nothing at or above --fail-on, 1 findings at or above --fail-on, 2 usage
+error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
+		Example: `  kensa scan model.gguf
+  kensa scan -r /models --format sarif -o kensa.sarif
+  kensa scan --format html -o report.html ./hf-model/
+  kensa scan --fail-on medium --format json vendor.safetensors`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("scan needs at least one PATH (see '%s --help')", c.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			return runScan(c.Context(), &o, args, s)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.format, "format", "", "report format: text, json, sarif or html (default text, or json when the output is not a terminal and -o ends in .json)")
+	f.StringVarP(&o.output, "output", "o", "", "write the report to this file instead of standard output")
+	f.StringVar(&o.failOn, "fail-on", "high", "exit 1 when a finding is at or above this severity: info, low, medium, high, critical")
+	f.IntVarP(&o.jobs, "jobs", "j", runtime.NumCPU(), "parallel workers")
+	f.BoolVarP(&o.recursive, "recursive", "r", false, "scan every model in the directory trees given")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress and no summary on stderr")
+	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar on stderr")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: list every finding")
+	f.StringVar(&o.base, "base", "", "differential analysis against this base model (not yet available)")
+	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (not yet available)")
+	return c
+}
+
+func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) error {
+	failOn, err := scan.ParseSeverity(o.failOn)
+	if err != nil {
+		return usageError{fmt.Errorf("--fail-on: %w", err)}
+	}
+	format := o.format
+	if format == "" {
+		format = "text"
+		if strings.HasSuffix(o.output, ".json") {
+			format = "json"
+		} else if strings.HasSuffix(o.output, ".sarif") {
+			format = "sarif"
+		} else if strings.HasSuffix(o.output, ".html") {
+			format = "html"
+		}
+	}
+	known := false
+	for _, f := range report.Formats() {
+		known = known || f == format
+	}
+	if !known {
+		return usageError{fmt.Errorf("--format %q: want one of %s", format, strings.Join(report.Formats(), ", "))}
+	}
+	if o.base != "" || o.probe {
+		return usageError{errors.New("--base and --probe are not available in this version of kensa")}
+	}
+	if o.jobs < 1 {
+		return usageError{fmt.Errorf("--jobs %d: want at least 1", o.jobs)}
+	}
+
+	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version}
+	if !o.quiet {
+		if pr := progressFor(s.errOut, o.noProgress, "scan"); pr != nil {
+			opt.Progress = &scanProgress{p: pr}
+		}
+	}
+	rep, runErr := scan.Run(ctx, paths, opt)
+	if rep == nil {
+		if runErr != nil {
+			return runErr
+		}
+		return errors.New("scan returned no report")
+	}
+
+	var out io.Writer = s.out
+	var file *os.File
+	if o.output != "" {
+		file, err = os.Create(o.output)
+		if err != nil {
+			return err
+		}
+		out = file
+	}
+	bw := bufio.NewWriter(out)
+	werr := report.Write(bw, format, rep, report.Options{Color: format == "text" && o.output == "" && isTerminal(s.out), FailOn: failOn, Verbose: o.verbose})
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	if file != nil {
+		if cerr := file.Close(); werr == nil {
+			werr = cerr
+		}
+	}
+	if werr != nil {
+		return fmt.Errorf("writing the report: %w", werr)
+	}
+	if runErr != nil {
+		return runErr // interrupted: the partial report is written
+	}
+
+	var worst *scan.Finding
+	failed, unreadable := 0, 0
+	for i := range rep.Targets {
+		t := &rep.Targets[i]
+		if t.Error != "" && t.Risk.Verdict == scan.VerdictError {
+			unreadable++
+		}
+		for j := range t.Findings {
+			f := &t.Findings[j]
+			if f.Severity >= failOn {
+				failed++
+				if worst == nil || f.Severity > worst.Severity {
+					worst = f
+				}
+			}
+		}
+	}
+	if !o.quiet && o.output != "" {
+		fmt.Fprintf(s.errOut, "kensa: %d targets scanned, %d findings at or above %s, report written to %s\n", len(rep.Targets), failed, failOn, o.output)
+	}
+	switch {
+	case unreadable > 0:
+		return targetError{err: fmt.Errorf("%d of %d targets could not be read (see the report)", unreadable, len(rep.Targets))}
+	case failed > 0:
+		return errFindings
+	}
+	return nil
+}
+
+// scanProgress adapts the progress bar to scan.Progress.
+type scanProgress struct{ p *progress }
+
+func (sp *scanProgress) Start(target string, total int64) {
+	sp.p.label = "scan " + shorten(target, 40)
+	sp.p.n.Store(0)
+	sp.p.start(total)
+}
+func (sp *scanProgress) Add(n int64) { sp.p.add(n) }
+func (sp *scanProgress) Done()       { sp.p.done() }
+
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return "…" + string(r[len(r)-n+1:])
+}
