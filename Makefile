@@ -46,12 +46,16 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./formats/...
 
-## demo: generate a small demo model (no downloads) and run kensa on it.
+## demo: generate small demo models (no downloads) — clean ones, tampered copies, a corrupt file — and scan them.
 demo: build
-	$(GO) run ./testdata/gen -out $(DEMO)
-	./$(BIN) inspect $(DEMO)/tiny-llama.gguf
-	./$(BIN) inspect --stats $(DEMO)/tiny-llama-hf
-	@echo './$(BIN) inspect $(DEMO)/corrupt.gguf'; ./$(BIN) inspect $(DEMO)/corrupt.gguf || echo "(exit code $$?: kensa refuses the corrupt file and says where it breaks)"
+	@$(GO) run ./testdata/gen -out $(DEMO)
+	@echo; echo '$$ kensa scan -r $(DEMO)/clean'
+	@./$(BIN) scan --no-progress -r $(DEMO)/clean; echo "(exit code $$?: nothing at or above high)"
+	@echo; echo '$$ kensa scan -r $(DEMO)/tampered'
+	@./$(BIN) scan --no-progress -r $(DEMO)/tampered; echo "(exit code $$?: findings at or above high)"
+	@echo; echo '$$ kensa scan $(DEMO)/corrupt.gguf'
+	@./$(BIN) scan --no-progress $(DEMO)/corrupt.gguf; echo "(exit code $$?: a file kensa refuses to parse, with the byte offset where it breaks)"
+	@echo; echo 'More: ./$(BIN) inspect $(DEMO)/clean/tiny-llama-f16.gguf, ./$(BIN) scan --format html -o report.html -r $(DEMO), ./$(BIN) rules'
 
 clean:
 	rm -rf bin $(DEMO)

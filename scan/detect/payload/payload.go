@@ -322,9 +322,10 @@ func (p *pass) judgeUpcast(i int, a *tensorAcc, bf16 bool, emit scan.Emit) {
 	ev := map[string]any{"elements": a.n, "elements_with_low_bits": set, "fraction": round3(frac),
 		"low_byte_entropy": round3(ent), "upcast_from": map[bool]string{true: "bf16", false: "f16"}[bf16]}
 	if frac < 0.95 {
+		describe(ev, p.extract(i, first, last, 2, 96))
 		emit(scan.Finding{Rule: RuleLowBits, Title: "low bits set in part of an upcast tensor", Severity: scan.High, Score: 0.95, Location: loc, Evidence: ev,
-			Message: fmt.Sprintf("the model is float32 upcast from %s (low %s mantissa bits zero), but %d of %d weights of %q have them set, in bytes [%d, %d)",
-				ev["upcast_from"], bitsName, set, a.n, t.Name, loc.ByteOffset, loc.ByteOffset+loc.ByteLength)})
+			Message: fmt.Sprintf("the model is float32 upcast from %s (low %s mantissa bits zero), but %d of %d weights of %q have them set, in bytes [%d, %d)%s",
+				ev["upcast_from"], bitsName, set, a.n, t.Name, loc.ByteOffset, loc.ByteOffset+loc.ByteLength, previewText(ev))})
 		return
 	}
 	loc.Axis, loc.Index = "", nil
@@ -370,11 +371,83 @@ func (p *pass) judgePlane(i int, a *tensorAcc, medChi float64, emit scan.Emit) {
 	}
 	loc := scan.Location{File: t.File, Tensor: t.Name, Layer: r.Layer, Role: r.Role, Axis: "element", Index: []int64{first},
 		ByteOffset: t.Offset + first*es, ByteLength: (last - first) * es}
+	ev := map[string]any{"chi2_per_df": round3(chi), "model_median_chi2_per_df": round3(medChi), "low_byte_entropy": round3(ent),
+		"segments_flagged": bad, "segments": len(a.segs), "elements": last - first, "bytes_per_element": es}
+	describe(ev, p.extract(i, first, last, 1, 96))
 	emit(scan.Finding{Rule: RuleMantissa, Title: "data hidden in the low mantissa bytes of weights", Severity: sev, Score: score, Location: loc,
-		Evidence: map[string]any{"chi2_per_df": round3(chi), "model_median_chi2_per_df": round3(medChi), "low_byte_entropy": round3(ent),
-			"segments_flagged": bad, "segments": len(a.segs), "elements": last - first},
-		Message: fmt.Sprintf("the lowest byte of the %s weights of %q is not noise (chi-square %.1f per degree of freedom; the model's tensors have %.2f): data is hidden in bytes [%d, %d)",
-			t.DType, t.Name, chi, medChi, loc.ByteOffset, loc.ByteOffset+loc.ByteLength)})
+		Evidence: ev,
+		Message: fmt.Sprintf("the lowest byte of the %s weights of %q is not noise (chi-square %.1f per degree of freedom; the model's tensors have %.2f): data is hidden in bytes [%d, %d)%s",
+			t.DType, t.Name, chi, medChi, loc.ByteOffset, loc.ByteOffset+loc.ByteLength, previewText(ev))})
+}
+
+// extract returns up to max bytes of the payload carried in [first, last) elements of
+// tensor i: the lowest byte of each element (lowBytes = 1), or the two low bytes of each
+// float32 (lowBytes = 2, little-endian order), as stored.
+func (p *pass) extract(i int, first, last int64, lowBytes int, max int) []byte {
+	t := &p.m.Tensors[i]
+	f := p.m.File(t.File)
+	es := int64(t.DType.BlockBytes())
+	n := min(last-first, int64(max/lowBytes+1))
+	raw, err := f.Bytes(t.Offset+first*es, n*es, nil)
+	if err != nil {
+		return nil
+	}
+	out := make([]byte, 0, n*int64(lowBytes))
+	for k := int64(0); k < n; k++ {
+		e := raw[k*es : (k+1)*es]
+		if p.m.BigEndian {
+			for b := 0; b < lowBytes; b++ {
+				out = append(out, e[es-1-int64(b)])
+			}
+		} else {
+			out = append(out, e[:lowBytes]...)
+		}
+	}
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out
+}
+
+// describe adds a preview of carried bytes to a finding's evidence: the bytes as text
+// (non-printable ones escaped) and any recognisable file signature at their start.
+func describe(ev map[string]any, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	ev["extracted_preview"] = string(b)
+	printable := 0
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f || c == '\n' || c == '\t' || c == '\r' {
+			printable++
+		}
+	}
+	ev["extracted_printable_fraction"] = round3(float64(printable) / float64(len(b)))
+	for _, m := range []struct{ name, magic string }{
+		{"ELF executable", "\x7fELF"}, {"PE/DOS executable", "MZ"}, {"ZIP archive", "PK\x03\x04"},
+		{"gzip data", "\x1f\x8b"}, {"script", "#!"}, {"PNG image", "\x89PNG"}, {"PDF document", "%PDF"},
+	} {
+		if len(b) >= len(m.magic) && string(b[:len(m.magic)]) == m.magic {
+			ev["extracted_signature"] = m.name
+		}
+	}
+}
+
+// previewText renders the extracted bytes for a message when they are mostly text or carry a
+// signature.
+func previewText(ev map[string]any) string {
+	pv, _ := ev["extracted_preview"].(string)
+	sig, _ := ev["extracted_signature"].(string)
+	pf, _ := ev["extracted_printable_fraction"].(float64)
+	switch {
+	case sig != "" && pf >= 0.9:
+		return fmt.Sprintf("; the extracted bytes are a %s: %.60q", sig, pv)
+	case sig != "":
+		return fmt.Sprintf("; the extracted bytes start with a %s signature", sig)
+	case pf >= 0.9:
+		return fmt.Sprintf("; the extracted bytes read as text: %.60q", pv)
+	}
+	return ""
 }
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
