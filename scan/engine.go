@@ -320,10 +320,13 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 }
 
 func newModel(fm *formats.Model) *Model {
-	m := &Model{Model: fm, Roles: make([]TensorRole, len(fm.Tensors))}
+	names := make([]string, len(fm.Tensors))
+	shapes := make([][]int64, len(fm.Tensors))
 	for i := range fm.Tensors {
-		r := classify(fm.Tensors[i].Name, fm.Tensors[i].Shape)
-		m.Roles[i] = r
+		names[i], shapes[i] = fm.Tensors[i].Name, fm.Tensors[i].Shape
+	}
+	m := &Model{Model: fm, Roles: classifyAll(names, shapes)}
+	for _, r := range m.Roles {
 		if r.Layer+1 > m.Layers {
 			m.Layers = r.Layer + 1
 		}

@@ -1,22 +1,15 @@
 package scan
 
-import (
-	"strconv"
-	"strings"
-)
+import "github.com/kensa-scan/kensa/scan/roles"
 
-// classify maps a tensor name to its layer and role. (Temporary: replaced by package roles.)
-func classify(name string, shape []int64) TensorRole {
-	r := TensorRole{Layer: -1, Role: "other", Kind: "weight"}
-	parts := strings.Split(name, ".")
-	for i, p := range parts {
-		if n, err := strconv.Atoi(p); err == nil && i > 0 && (parts[i-1] == "layers" || parts[i-1] == "blk" || parts[i-1] == "h" || parts[i-1] == "layer") {
-			r.Layer = n
-			break
-		}
+// classifyAll maps every tensor name of a model to its layer and role (see package roles),
+// with the model-wide fixes roles.ClassifyAll makes (dense layer numbering, sibling biases,
+// the promoted output head).
+func classifyAll(names []string, shapes [][]int64) []TensorRole {
+	rs := roles.ClassifyAll(names, shapes)
+	out := make([]TensorRole, len(rs))
+	for i, r := range rs {
+		out[i] = TensorRole{Layer: r.Layer, Role: r.Role, Kind: r.Kind}
 	}
-	if strings.HasSuffix(name, "bias") {
-		r.Kind = "bias"
-	}
-	return r
+	return out
 }

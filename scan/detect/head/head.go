@@ -115,6 +115,12 @@ func findHead(m *scan.Model) (dense, bool) {
 	}
 	// The output layer: one no other layer consumes (no candidate takes its width as input),
 	// named like a head, with the highest layer number; ties by file order.
+	// The roles package names the output layer of the model when it can tell.
+	for i := range cands {
+		if m.Roles[cands[i].w].Role == "head" {
+			cands[i].rank = 3
+		}
+	}
 	consumed := map[int64]bool{}
 	for _, d := range cands {
 		consumed[d.in] = true
