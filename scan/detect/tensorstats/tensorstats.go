@@ -321,7 +321,7 @@ func (p *pass) Finish(ctx context.Context, emit scan.Emit) error {
 		}
 		std, kurt := a.moments()
 		r := p.m.Roles[i]
-		if r.Layer >= 0 && r.Role != "" && r.Role != "other" && std > 0 && len(t.Shape) >= 1 {
+		if r.Layer >= 0 && r.Role != "" && r.Role != "other" && r.Kind == "weight" && std > 0 && len(t.Shape) >= 1 {
 			key := fmt.Sprintf("%s|%s|%v", r.Role, r.Kind, t.Shape)
 			groups[key] = append(groups[key], member{i, math.Log(std), kurt})
 		}
