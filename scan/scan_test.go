@@ -338,3 +338,61 @@ func TestScanDuplicates(t *testing.T) {
 		t.Errorf("duplicates reported for %v, want [dup.b]", got)
 	}
 }
+
+// A neuron (row) and an input feature (column) with outlying norms, and a layer unlike its
+// peers, are located exactly; an ordinary model of the same shape gives none of them.
+func TestScanNeuronsAndLayers(t *testing.T) {
+	dir := t.TempDir()
+	ts := llamaLike(8)
+	up := byName(ts, "blk.1.ffn_up.weight") // [128, 64]
+	v := make([]float32, 128*64)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(up.Data[4*i:]))
+	}
+	for j := 0; j < 64; j++ {
+		v[77*64+j] *= 12 // row 77
+	}
+	up.Data = f32(v)
+	up3 := byName(ts, "blk.3.ffn_up.weight")
+	v3 := make([]float32, 128*64)
+	for i := range v3 {
+		v3[i] = math.Float32frombits(binary.LittleEndian.Uint32(up3.Data[4*i:]))
+	}
+	for r := 0; r < 128; r++ {
+		v3[r*64+5] *= 12 // column 5
+	}
+	up3.Data = f32(v3)
+	down := byName(ts, "blk.2.ffn_down.weight")
+	down.Data = f32(weights(123, 64*128, 0.09*20)) // a layer 20 times wider than its peers
+	p := filepath.Join(dir, "neurons.gguf")
+	writeGGUF(t, p, ts, nil)
+	rep := run(t, 2, p)
+	m, _ := formats.Open(p)
+	ti := m.Tensor("blk.1.ffn_up.weight")
+	ti3 := m.Tensor("blk.3.ffn_up.weight")
+	m.Close()
+	var row, col, layer *scan.Finding
+	for i := range rep.Targets[0].Findings {
+		f := &rep.Targets[0].Findings[i]
+		switch {
+		case f.Rule == "KS-NEURON-ROW-OUTLIER" && f.Location.Tensor == ti.Name:
+			row = f
+		case f.Rule == "KS-NEURON-COL-OUTLIER" && f.Location.Tensor == ti3.Name:
+			col = f
+		case f.Rule == "KS-STAT-LAYER-OUTLIER":
+			layer = f
+		}
+		if f.Severity > scan.Low {
+			t.Errorf("statistics finding above low: %+v", f)
+		}
+	}
+	if row == nil || !reflect.DeepEqual(row.Location.Index, []int64{77}) || row.Location.ByteOffset != ti.Offset+77*64*4 || row.Location.ByteLength != 64*4 {
+		t.Errorf("row outlier: %+v", row)
+	}
+	if col == nil || !reflect.DeepEqual(col.Location.Index, []int64{5}) || col.Location.ByteOffset != ti3.Offset+5*4 {
+		t.Errorf("column outlier: %+v", col)
+	}
+	if layer == nil || layer.Location.Tensor != "blk.2.ffn_down.weight" || layer.Location.Layer != 2 {
+		t.Errorf("layer outlier: %+v", layer)
+	}
+}
