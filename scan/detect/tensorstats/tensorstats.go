@@ -99,10 +99,11 @@ type pass struct {
 	acc []*acc
 }
 
-// kurtEvery: the third and fourth moments are estimated from every kurtEvery-th row (all
-// rows of tensors with fewer than 4·kurtEvery rows): they describe the shape of the
-// distribution, which a systematic sample of rows estimates well, and they cost twice what
-// the sums and norms cost.
+// kurtEvery: the third and fourth moments, and the column norms, are estimated from every
+// kurtEvery-th row (all rows of tensors with fewer than 4·kurtEvery rows): they describe
+// the shape of the distribution and the typical weight of each input feature, which a
+// systematic sample of rows estimates well, and they would otherwise cost more than the
+// rest of the scan. Row norms use every row.
 const kurtEvery = 4
 
 func (p *pass) Chunk(_ int, c *scan.Chunk) {
@@ -133,12 +134,7 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	firstBad := int64(-1)
 	for r := 0; r*rl < len(vals); r++ {
 		row := vals[r*rl : min((r+1)*rl, len(vals))]
-		var r1, r2 float64
-		if col != nil && len(row) == rl {
-			r1, r2 = sums2col(row, col)
-		} else {
-			r1, r2 = sums2(row)
-		}
+		r1, r2 := sums2(row)
 		var r3, r4 float64
 		g := c.Row + int64(r)
 		if c.Rows == 0 {
@@ -146,6 +142,9 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 		}
 		if g%int64(every) == 0 {
 			r3, r4 = sums34(row)
+			if col != nil && len(row) == rl {
+				addSquares(row, col)
+			}
 		}
 		if math.IsNaN(r2) || math.IsInf(r2, 0) || math.IsNaN(r4) || math.IsInf(r4, 0) {
 			// slow path: count the non-finite values and keep the rest
@@ -207,67 +206,59 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	a.mu.Unlock()
 }
 
-// sums2 returns Σx and Σx² of a row, in float32 lanes flushed to float64.
+// sums2 returns Σx and Σx² of a row, in four float32 lanes (independent add chains, so the
+// loop is not bound by add latency) flushed to float64.
 func sums2(row []float32) (float64, float64) {
-	var a0, a1, b0, b1 float32
+	var a0, a1, a2, a3, b0, b1, b2, b3 float32
 	i := 0
-	for ; i+2 <= len(row); i += 2 {
-		x0, x1 := row[i], row[i+1]
-		a0 += x0
-		a1 += x1
-		b0 += x0 * x0
-		b1 += x1 * x1
+	for ; i+4 <= len(row); i += 4 {
+		x := row[i : i+4 : i+4]
+		a0 += x[0]
+		a1 += x[1]
+		a2 += x[2]
+		a3 += x[3]
+		b0 += x[0] * x[0]
+		b1 += x[1] * x[1]
+		b2 += x[2] * x[2]
+		b3 += x[3] * x[3]
 	}
-	if i < len(row) {
-		x := row[i]
-		a0 += x
-		b0 += x * x
+	for ; i < len(row); i++ {
+		a0 += row[i]
+		b0 += row[i] * row[i]
 	}
-	return float64(a0) + float64(a1), float64(b0) + float64(b1)
+	return float64(a0) + float64(a1) + float64(a2) + float64(a3), float64(b0) + float64(b1) + float64(b2) + float64(b3)
 }
 
-// sums2col is sums2 that also adds x² to col[j] for each element j.
-func sums2col(row, col []float32) (float64, float64) {
+// addSquares adds x² to col[j] for each element j of row.
+func addSquares(row, col []float32) {
 	col = col[:len(row)]
-	var a0, a1, b0, b1 float32
-	i := 0
-	for ; i+2 <= len(row); i += 2 {
-		x0, x1 := row[i], row[i+1]
-		q0, q1 := x0*x0, x1*x1
-		a0 += x0
-		a1 += x1
-		b0 += q0
-		b1 += q1
-		col[i] += q0
-		col[i+1] += q1
+	for j, x := range row {
+		col[j] += x * x
 	}
-	if i < len(row) {
-		x := row[i]
-		a0 += x
-		b0 += x * x
-		col[i] += x * x
-	}
-	return float64(a0) + float64(a1), float64(b0) + float64(b1)
 }
 
 // sums34 returns Σx³ and Σx⁴ of a row.
 func sums34(row []float32) (float64, float64) {
-	var c0, c1, d0, d1 float32
+	var c0, c1, c2, c3, d0, d1, d2, d3 float32
 	i := 0
-	for ; i+2 <= len(row); i += 2 {
-		x0, x1 := row[i], row[i+1]
-		q0, q1 := x0*x0, x1*x1
-		c0 += q0 * x0
-		c1 += q1 * x1
+	for ; i+4 <= len(row); i += 4 {
+		x := row[i : i+4 : i+4]
+		q0, q1, q2, q3 := x[0]*x[0], x[1]*x[1], x[2]*x[2], x[3]*x[3]
+		c0 += q0 * x[0]
+		c1 += q1 * x[1]
+		c2 += q2 * x[2]
+		c3 += q3 * x[3]
 		d0 += q0 * q0
 		d1 += q1 * q1
+		d2 += q2 * q2
+		d3 += q3 * q3
 	}
-	if i < len(row) {
+	for ; i < len(row); i++ {
 		x := row[i]
 		c0 += x * x * x
 		d0 += x * x * x * x
 	}
-	return float64(c0) + float64(c1), float64(d0) + float64(d1)
+	return float64(c0) + float64(c1) + float64(c2) + float64(c3), float64(d0) + float64(d1) + float64(d2) + float64(d3)
 }
 
 // moments returns the standard deviation and the kurtosis (fourth standardised moment) of

@@ -28,6 +28,7 @@ type scanOptions struct {
 	verbose    bool
 	base       string
 	probe      bool
+	noHash     bool
 }
 
 func newScanCmd(s *streams) *cobra.Command {
@@ -69,6 +70,7 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress and no summary on stderr")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar on stderr")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: list every finding")
+	f.BoolVar(&o.noHash, "no-hash", false, "do not compute the SHA-256 of each file (faster on large models; the report's sha256 fields stay empty)")
 	f.StringVar(&o.base, "base", "", "differential analysis against this base model (not yet available)")
 	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (not yet available)")
 	return c
@@ -104,7 +106,7 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 		return usageError{fmt.Errorf("--jobs %d: want at least 1", o.jobs)}
 	}
 
-	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version}
+	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash}
 	if !o.quiet {
 		if pr := progressFor(s.errOut, o.noProgress, "scan"); pr != nil {
 			opt.Progress = &scanProgress{p: pr}
