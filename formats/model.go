@@ -52,8 +52,9 @@ func (t *TensorInfo) Rows() int64 {
 type KV struct {
 	Key    string
 	Value  any
-	Offset int64 // absolute offset of the entry in its file (0 with Length 0 when unknown)
-	Length int64 // byte length of the entry (key and value as stored)
+	Offset int64  // absolute offset of the entry in its file (0 with Length 0 when unknown)
+	Length int64  // byte length of the entry (key and value as stored)
+	File   string // the file holding the entry, when it is not the model's only file ("" otherwise)
 }
 
 // File is one file of a model, open for reading. Files are memory-mapped where the platform

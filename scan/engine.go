@@ -209,6 +209,12 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 		return t, nil
 	}
 	defer fm.Close()
+	var derr []error
+	if kvs, err := companionMetadata(fm); err != nil {
+		derr = append(derr, err)
+	} else {
+		fm.Metadata = append(fm.Metadata, kvs...)
+	}
 	m := newModel(fm)
 	t.Format, t.Tensors, t.Parameters, t.Layers = fm.Format, len(fm.Tensors), fm.Parameters(), m.Layers
 
@@ -234,7 +240,6 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 		}()
 	}
 
-	var derr []error
 	for _, d := range opt.Detectors {
 		if hd, ok := d.(HeaderDetector); ok {
 			if err := hd.Header(ctx, m, emit); err != nil {

@@ -142,6 +142,10 @@ func (d Detector) Header(ctx context.Context, m *scan.Model, emit scan.Emit) err
 func locate(m *formats.Model, kv *formats.KV) scan.Location {
 	loc := scan.Location{Key: kv.Key, Layer: -1}
 	switch {
+	case kv.File != "":
+		// an entry from a file beside the model (tokenizer_config.json) or a known file
+		loc.File = kv.File
+		loc.ByteOffset, loc.ByteLength = kv.Offset, kv.Length
 	case len(m.Files) == 1:
 		loc.File = m.Files[0].Path
 		loc.ByteOffset, loc.ByteLength = kv.Offset, kv.Length
