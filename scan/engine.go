@@ -26,7 +26,8 @@ type Options struct {
 	// Progress, when set, is told the total bytes of each target's tensors before its
 	// tensor pass and the bytes of each finished chunk; calls come from several goroutines.
 	Progress Progress
-	// ChunkElems is the number of values decoded at once per worker (≤ 0: 1<<20).
+	// ChunkElems is the number of values decoded at once per worker (≤ 0: 1<<19, so that
+	// a chunk's decoded values stay in a core's cache while every detector reads them).
 	ChunkElems int
 	// NoHash skips the SHA-256 of each file (it is computed alongside the tensor pass).
 	NoHash bool
@@ -176,6 +177,9 @@ func walkDirs(dir string, recursive bool, fn func(dir string, names []string)) e
 func Run(ctx context.Context, paths []string, opt Options) (*Report, error) {
 	if opt.Jobs <= 0 {
 		opt.Jobs = runtime.NumCPU()
+	}
+	if opt.ChunkElems <= 0 {
+		opt.ChunkElems = 1 << 19
 	}
 	if opt.Detectors == nil {
 		opt.Detectors = Detectors()

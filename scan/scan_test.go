@@ -381,7 +381,7 @@ func TestScanNeuronsAndLayers(t *testing.T) {
 			row = f
 		case f.Rule == "KS-NEURON-COL-OUTLIER" && f.Location.Tensor == ti3.Name:
 			col = f
-		case f.Rule == "KS-STAT-LAYER-OUTLIER":
+		case f.Rule == "KS-STAT-LAYER-OUTLIER" && f.Location.Tensor == "blk.2.ffn_down.weight":
 			layer = f
 		}
 		if f.Severity > scan.Low {

@@ -149,6 +149,16 @@ func (p *pass) scanBytes(raw []byte, es int64, h *[256]int64) (low, low13 int64)
 	// four interleaved tables break the store-to-load dependency of repeated values
 	var t [4][256]int32
 	i, n := lo, int64(len(raw))
+	if es == 2 && lo == 0 {
+		// 16-bit little-endian elements: four low bytes per 64-bit load
+		for ; i+8 <= n; i += 8 {
+			w := binary.LittleEndian.Uint64(raw[i:])
+			t[0][byte(w)]++
+			t[1][byte(w>>16)]++
+			t[2][byte(w>>32)]++
+			t[3][byte(w>>48)]++
+		}
+	}
 	for ; i+3*es < n; i += 4 * es {
 		t[0][raw[i]]++
 		t[1][raw[i+es]]++

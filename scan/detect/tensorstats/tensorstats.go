@@ -66,6 +66,7 @@ type acc struct {
 	n        int64
 	n34      int64   // values in s3 and s4 (a sample of rows, see kurtEvery)
 	s1, s2   float64 // sums about 0 (weights are near-zero mean; float64 holds the precision)
+	s2s      float64 // Σx² over the sampled rows (with s1, s3, s4)
 	s3, s4   float64
 	nan, inf int64
 	firstBad int64     // first non-finite element, -1 if none
@@ -83,7 +84,10 @@ func (Detector) Begin(m *scan.Model, workers int) scan.TensorPass {
 			continue
 		}
 		a := &acc{firstBad: -1}
-		if len(t.Shape) >= 2 && t.Rows() >= minRowsNeuro {
+		// per-neuron norms only for weight matrices whose role is known: other tensors
+		// (filter banks, norms' statistics, lookup tables) have no neurons to compare
+		r := m.Roles[i]
+		if len(t.Shape) >= 2 && t.Rows() >= minRowsNeuro && r.Kind == "weight" && r.Role != "other" && r.Role != "" {
 			a.rowSS = make([]float32, t.Rows())
 			if t.RowLen() >= minRowsNeuro && t.RowLen() <= 1<<20 {
 				a.colSS = make([]float64, t.RowLen())
@@ -125,23 +129,23 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 		rowSS = a.rowSS[c.Row : c.Row+c.Rows] // rows of distinct chunks never overlap
 	}
 	every := kurtEvery
-	if c.Rows == 0 || p.m.Tensors[c.Tensor].Rows() < 4*kurtEvery {
-		every = 1
+	if c.Rows == 0 || p.m.Tensors[c.Tensor].Rows() < 1024 {
+		every = 1 // small tensors: every row (column norms stay exact where they are cheap)
 	}
-	var s1, s2, s3, s4 float64
+	var s1, s2, s2s, s3, s4 float64 // s2 over all rows; the others over the sampled rows
 	var n34 int64
 	var nan, inf int64
 	firstBad := int64(-1)
 	for r := 0; r*rl < len(vals); r++ {
 		row := vals[r*rl : min((r+1)*rl, len(vals))]
-		r1, r2 := sums2(row)
-		var r3, r4 float64
+		r2 := sumSquares(row)
+		var r1, r3, r4 float64
 		g := c.Row + int64(r)
 		if c.Rows == 0 {
 			g = int64(r)
 		}
 		if g%int64(every) == 0 {
-			r3, r4 = sums34(row)
+			r1, r3, r4 = sums134(row)
 			if col != nil && len(row) == rl {
 				addSquares(row, col)
 			}
@@ -175,9 +179,10 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 				}
 			}
 		}
-		s1 += r1
 		s2 += r2
 		if g%int64(every) == 0 {
+			s1 += r1
+			s2s += r2
 			s3 += r3
 			s4 += r4
 			n34 += int64(len(row))
@@ -191,6 +196,7 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	a.n34 += n34
 	a.s1 += s1
 	a.s2 += s2
+	a.s2s += s2s
 	a.s3 += s3
 	a.s4 += s4
 	a.nan += nan
@@ -206,27 +212,22 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	a.mu.Unlock()
 }
 
-// sums2 returns Σx and Σx² of a row, in four float32 lanes (independent add chains, so the
+// sumSquares returns Σx² of a row, in four float32 lanes (independent add chains, so the
 // loop is not bound by add latency) flushed to float64.
-func sums2(row []float32) (float64, float64) {
-	var a0, a1, a2, a3, b0, b1, b2, b3 float32
+func sumSquares(row []float32) float64 {
+	var b0, b1, b2, b3 float32
 	i := 0
 	for ; i+4 <= len(row); i += 4 {
 		x := row[i : i+4 : i+4]
-		a0 += x[0]
-		a1 += x[1]
-		a2 += x[2]
-		a3 += x[3]
 		b0 += x[0] * x[0]
 		b1 += x[1] * x[1]
 		b2 += x[2] * x[2]
 		b3 += x[3] * x[3]
 	}
 	for ; i < len(row); i++ {
-		a0 += row[i]
 		b0 += row[i] * row[i]
 	}
-	return float64(a0) + float64(a1) + float64(a2) + float64(a3), float64(b0) + float64(b1) + float64(b2) + float64(b3)
+	return float64(b0) + float64(b1) + float64(b2) + float64(b3)
 }
 
 // addSquares adds x² to col[j] for each element j of row.
@@ -237,49 +238,55 @@ func addSquares(row, col []float32) {
 	}
 }
 
-// sums34 returns Σx³ and Σx⁴ of a row.
-func sums34(row []float32) (float64, float64) {
-	var c0, c1, c2, c3, d0, d1, d2, d3 float32
+// sums134 returns Σx, Σx³ and Σx⁴ of a row.
+func sums134(row []float32) (float64, float64, float64) {
+	var a0, a1, c0, c1, d0, d1 float32
 	i := 0
-	for ; i+4 <= len(row); i += 4 {
-		x := row[i : i+4 : i+4]
-		q0, q1, q2, q3 := x[0]*x[0], x[1]*x[1], x[2]*x[2], x[3]*x[3]
-		c0 += q0 * x[0]
-		c1 += q1 * x[1]
-		c2 += q2 * x[2]
-		c3 += q3 * x[3]
+	for ; i+2 <= len(row); i += 2 {
+		x0, x1 := row[i], row[i+1]
+		q0, q1 := x0*x0, x1*x1
+		a0 += x0
+		a1 += x1
+		c0 += q0 * x0
+		c1 += q1 * x1
 		d0 += q0 * q0
 		d1 += q1 * q1
-		d2 += q2 * q2
-		d3 += q3 * q3
 	}
-	for ; i < len(row); i++ {
+	if i < len(row) {
 		x := row[i]
+		a0 += x
 		c0 += x * x * x
 		d0 += x * x * x * x
 	}
-	return float64(c0) + float64(c1) + float64(c2) + float64(c3), float64(d0) + float64(d1) + float64(d2) + float64(d3)
+	return float64(a0) + float64(a1), float64(c0) + float64(c1), float64(d0) + float64(d1)
 }
 
 // moments returns the standard deviation and the kurtosis (fourth standardised moment) of
 // the finite values.
 func (a *acc) moments() (std, kurt float64) {
+	kurt = math.NaN()
 	n := float64(a.n - a.nan - a.inf)
 	if n < 2 {
 		return math.NaN(), math.NaN()
 	}
-	mu := a.s1 / n
-	m2 := a.s2/n - mu*mu
-	// the fourth central moment from the sampled rows' raw moments, about the full mean
+	// the mean and the third and fourth moments from the sampled rows, the variance from
+	// every row
 	n4 := float64(a.n34)
 	if n4 == 0 {
+		return math.NaN(), math.NaN()
+	}
+	mu := a.s1 / n4
+	m2 := a.s2/n - mu*mu
+	m2s := a.s2s/n4 - mu*mu
+	m4 := a.s4/n4 - 4*mu*a.s3/n4 + 6*mu*mu*a.s2s/n4 - 3*mu*mu*mu*mu
+	if m2s <= 0 {
 		return math.Sqrt(math.Max(m2, 0)), math.NaN()
 	}
-	m4 := a.s4/n4 - 4*mu*a.s3/n4 + 6*mu*mu*a.s2/n - 3*mu*mu*mu*mu
+	kurt = m4 / (m2s * m2s)
 	if m2 <= 0 {
-		return 0, math.NaN()
+		return 0, kurt
 	}
-	return math.Sqrt(m2), m4 / (m2 * m2)
+	return math.Sqrt(m2), kurt
 }
 
 func (p *pass) loc(i int) scan.Location {
