@@ -236,6 +236,24 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 			delete(a.partial, ct.k)
 		}
 	}
+	if a.n == total {
+		a.compact()
+	}
+}
+
+// compact drops the per-segment results of a finished tensor that no rule can use, so that
+// memory stays bounded on large models: segments are only needed to locate data in a tensor
+// whose byte plane is not noise, or whose low bits are set in part of it.
+func (a *tensorAcc) compact() {
+	chi := stats.ChiSquareUniform(a.plane[:])
+	if !math.IsNaN(chi) && chi >= chiMedium {
+		return
+	}
+	set := a.n - a.zero16
+	if set > 0 && float64(set) < 0.95*float64(a.n) {
+		return
+	}
+	a.segs = nil
 }
 
 func finishSeg(start, n int64, h *[256]int64, low int64) segment {
@@ -308,8 +326,11 @@ func (p *pass) judgeUpcast(i int, a *tensorAcc, bf16 bool, emit scan.Emit) {
 		return
 	}
 	frac := float64(set) / float64(a.n)
-	// the range of segments with set bits
-	first, last := int64(-1), int64(-1)
+	// the range of segments with set bits (when compact kept them)
+	first, last := int64(0), a.n
+	if len(a.segs) > 0 {
+		first, last = -1, -1
+	}
 	var inRange int64
 	for _, s := range a.segs {
 		if s.low > 0 {
