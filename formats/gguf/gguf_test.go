@@ -537,3 +537,11 @@ func TestManyAliasingTensors(t *testing.T) {
 		t.Errorf("%d alias issues, want %d", alias, n-1)
 	}
 }
+
+// The writer refuses what the reader would reject: rows that are not whole blocks.
+func TestWriteRowNotWholeBlocks(t *testing.T) {
+	err := Write(&bytes.Buffer{}, nil, []WriteTensor{{Name: "w", DType: formats.Q8_0, Shape: []int64{64, 48}, Data: make([]byte, 64*48/32*34)}}, nil)
+	if err == nil {
+		t.Errorf("a Q8_0 tensor with 48-element rows was written")
+	}
+}

@@ -81,6 +81,9 @@ func Write(w io.Writer, kvs []formats.KV, tensors []WriteTensor, opt *WriteOptio
 		for _, d := range t.Shape {
 			n *= uint64(d)
 		}
+		if len(t.Shape) > 0 && t.Shape[len(t.Shape)-1]%int64(t.DType.BlockElems()) != 0 {
+			return fmt.Errorf("gguf: tensor %q: row length %d is not a multiple of the %s block size %d", t.Name, t.Shape[len(t.Shape)-1], t.DType, t.DType.BlockElems())
+		}
 		size, err := t.DType.ByteSize(n)
 		if err != nil || size != uint64(len(t.Data)) {
 			return fmt.Errorf("gguf: tensor %q: %d bytes of data for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)

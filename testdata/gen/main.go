@@ -53,7 +53,7 @@ func main() {
 }
 
 func run(out string, seed uint64) error {
-	c := config{Hidden: 64, Layers: 2, FF: 176, Heads: 4, KVHeads: 2, Vocab: 256}
+	c := config{Hidden: 64, Layers: 2, FF: 192, Heads: 4, KVHeads: 2, Vocab: 256}
 	ts := llama(c, rand.New(rand.NewPCG(seed, 7)))
 	cleanDir, tamperDir := filepath.Join(out, "clean"), filepath.Join(out, "tampered")
 	for _, d := range []string{filepath.Join(cleanDir, "tiny-llama-hf"), filepath.Join(tamperDir, "payload-in-weights")} {
