@@ -264,10 +264,21 @@ func (r *TensorReader) ReadElements(start int64, dst []float32) error {
 // the whole blocks covering them, as they are in the file (before any byte-order
 // conversion). The bytes are only valid until the next call and must not be modified.
 func (r *TensorReader) Decode(start int64, dst []float32) ([]byte, error) {
+	raw, err := r.Bytes(start, int64(len(dst)))
+	if err != nil {
+		return nil, err
+	}
+	r.DecodeBytes(raw, start, dst)
+	return raw, nil
+}
+
+// Bytes returns the stored bytes of elements [start, start+n): the whole storage blocks
+// covering them, as they are in the file. They are valid until the next call of Bytes or
+// Decode and must not be modified.
+func (r *TensorReader) Bytes(start, n int64) ([]byte, error) {
 	t := r.t
-	n := int64(len(dst))
 	total := t.Elements()
-	if start < 0 || start > total || n > total-start {
+	if start < 0 || start > total || n < 0 || n > total-start {
 		return nil, fmt.Errorf("formats: tensor %q: elements [%d, +%d) outside its %d elements", t.Name, start, n, total)
 	}
 	if n == 0 {
@@ -284,12 +295,29 @@ func (r *TensorReader) Decode(start int64, dst []float32) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	stored := raw
 	if r.f.data == nil {
 		r.buf = raw[:0]
 	}
+	return raw, nil
+}
+
+// DecodeBytes decodes into dst the elements [start, start+len(dst)) from raw, the bytes
+// Bytes(start, len(dst)) returned, converting big-endian data first.
+func (r *TensorReader) DecodeBytes(raw []byte, start int64, dst []float32) {
+	t := r.t
+	n := int64(len(dst))
+	if n == 0 {
+		return
+	}
+	be, bb := int64(t.DType.BlockElems()), int64(t.DType.BlockBytes())
+	b0 := start / be
+	b1 := (start + n + be - 1) / be
+	if int64(len(raw)) != (b1-b0)*bb {
+		panic("formats: DecodeBytes: raw does not hold the blocks of the elements")
+	}
 	if r.be {
 		if sw := t.DType.swapToLE(); sw != nil {
+			ln := int64(len(raw))
 			if int64(cap(r.swap)) < ln {
 				r.swap = make([]byte, ln)
 			}
@@ -303,7 +331,7 @@ func (r *TensorReader) Decode(start int64, dst []float32) ([]byte, error) {
 	}
 	if start%be == 0 && n%be == 0 {
 		t.DType.Decode(dst, raw)
-		return stored, nil
+		return
 	}
 	m := (b1 - b0) * be
 	if int64(cap(r.tmp)) < m {
@@ -312,5 +340,4 @@ func (r *TensorReader) Decode(start int64, dst []float32) ([]byte, error) {
 	tmp := r.tmp[:m]
 	t.DType.Decode(tmp, raw)
 	copy(dst, tmp[start-b0*be:])
-	return stored, nil
 }

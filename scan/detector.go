@@ -88,15 +88,20 @@ type TensorDetector interface {
 // Chunk is a piece of one tensor: whole rows [Row, Row+Rows) (for 0-D and 1-D tensors, the
 // whole tensor is one row) with their decoded values and their bytes as stored.
 type Chunk struct {
-	Tensor int   // index into Model.Tensors
-	Start  int64 // first element (row-major index)
-	Row    int64 // first row (-1 when the chunk is not whole rows)
-	Rows   int64 // number of rows
-	RowLen int64 // elements per row
-	Offset int64 // absolute file offset of Raw
-	Values []float32
-	Raw    []byte // the stored bytes of these rows (little-endian layout for big-endian GGUF is not applied)
+	Tensor int    // index into Model.Tensors
+	Start  int64  // first element (row-major index)
+	Row    int64  // first row (-1 when the chunk is not whole rows)
+	Rows   int64  // number of rows
+	RowLen int64  // elements per row
+	Offset int64  // absolute file offset of Raw
+	Raw    []byte // the stored bytes of these rows (big-endian GGUF data is not converted)
+
+	values func() []float32
 }
+
+// Values returns the chunk's values decoded to float32. They are decoded on the first call
+// and shared by every detector; a detector that reads only Raw costs no decoding.
+func (c *Chunk) Values() []float32 { return c.values() }
 
 // TensorPass receives the chunks of one model. Chunk is called concurrently from the
 // engine's workers, each with its own worker index in [0, workers): state kept per worker

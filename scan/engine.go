@@ -265,10 +265,10 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 			add = opt.Progress.Add
 		}
 		err := tensorwalk.Walk(ctx, fm, chunks, tensorwalk.Options{Jobs: opt.Jobs, Progress: add},
-			func(w int, c tensorwalk.Chunk, vals []float32, raw []byte) error {
+			func(w int, c tensorwalk.Chunk, raw []byte, values func() []float32) error {
 				ti := &fm.Tensors[c.Tensor]
 				rl := ti.RowLen()
-				ch := Chunk{Tensor: c.Tensor, Start: c.Start, Values: vals, Raw: raw, RowLen: rl}
+				ch := Chunk{Tensor: c.Tensor, Start: c.Start, Raw: raw, RowLen: rl, values: values}
 				if c.WholeRows && rl > 0 {
 					ch.Row, ch.Rows = c.Start/rl, (c.End-c.Start)/rl
 				} else {

@@ -36,11 +36,12 @@ type Options struct {
 	Progress   func(n int64) // called with the file bytes of each finished chunk; may be nil
 }
 
-// Visitor receives the decoded values of one chunk and the stored bytes they were decoded
-// from (whole storage blocks, as in the file). worker identifies the calling goroutine
-// (0 ≤ worker < Jobs), so a visitor can keep per-worker state without locks. vals and raw
-// are only valid during the call.
-type Visitor func(worker int, c Chunk, vals []float32, raw []byte) error
+// Visitor receives one chunk: its stored bytes (whole storage blocks, as in the file) and
+// values, a function that decodes them to float32 on its first call (later calls return the
+// same slice), so a visitor that only needs bytes pays no decoding. worker identifies the
+// calling goroutine (0 ≤ worker < Jobs), so a visitor can keep per-worker state without
+// locks. raw and the values are only valid during the call.
+type Visitor func(worker int, c Chunk, raw []byte, values func() []float32) error
 
 // Plan returns the chunks of the given tensors (all decodable ones when tensors is nil), in
 // order, and the total number of bytes they cover.
@@ -137,12 +138,20 @@ func Walk(ctx context.Context, m *formats.Model, chunks []Chunk, opt Options, vi
 					buf = make([]float32, ln)
 				}
 				vals := buf[:ln]
-				raw, err := rd.Decode(c.Start, vals)
+				raw, err := rd.Bytes(c.Start, int64(ln))
 				if err != nil {
 					fail(fmt.Errorf("tensor %q: %w", t.Name, err))
 					return
 				}
-				if err := visit(w, c, vals, raw); err != nil {
+				decoded := false
+				values := func() []float32 {
+					if !decoded {
+						rd.DecodeBytes(raw, c.Start, vals)
+						decoded = true
+					}
+					return vals
+				}
+				if err := visit(w, c, raw, values); err != nil {
 					fail(err)
 					return
 				}

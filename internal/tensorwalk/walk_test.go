@@ -54,7 +54,8 @@ func TestWalkCoversEverything(t *testing.T) {
 				mu.Lock()
 				bytesDone += n
 				mu.Unlock()
-			}}, func(w int, c Chunk, vals []float32, _ []byte) error {
+			}}, func(w int, c Chunk, _ []byte, values func() []float32) error {
+				vals := values()
 				if w < 0 || w >= jobs {
 					t.Errorf("worker %d of %d", w, jobs)
 				}
@@ -100,7 +101,7 @@ func TestWalkStops(t *testing.T) {
 	boom := errors.New("boom")
 	var mu sync.Mutex
 	calls := 0
-	err := Walk(context.Background(), m, chunks, Options{Jobs: 2}, func(int, Chunk, []float32, []byte) error {
+	err := Walk(context.Background(), m, chunks, Options{Jobs: 2}, func(int, Chunk, []byte, func() []float32) error {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -114,7 +115,7 @@ func TestWalkStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := Walk(ctx, m, chunks, Options{Jobs: 2}, func(int, Chunk, []float32, []byte) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := Walk(ctx, m, chunks, Options{Jobs: 2}, func(int, Chunk, []byte, func() []float32) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled walk returned %v", err)
 	}
 }

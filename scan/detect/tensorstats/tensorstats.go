@@ -115,10 +115,24 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	if a == nil {
 		return
 	}
+	t := &p.m.Tensors[c.Tensor]
 	rl := int(c.RowLen)
-	vals := c.Values
-	if rl <= 0 || c.Rows == 0 {
-		rl = len(vals)
+	// Rows are decoded one at a time from the stored bytes into a small buffer that stays
+	// in the core's cache, instead of the whole chunk (for little-endian data in whole rows
+	// of whole blocks: every case but big-endian GGUF and odd-length packed rows).
+	byRow := c.Rows > 0 && !p.m.BigEndian && rl > 0 && rl%t.DType.BlockElems() == 0
+	var vals, rowBuf []float32
+	var rowBytes int
+	nvals := int(c.Rows) * rl
+	if byRow {
+		rowBuf = make([]float32, rl)
+		rowBytes = rl / t.DType.BlockElems() * t.DType.BlockBytes()
+	} else {
+		vals = c.Values()
+		nvals = len(vals)
+		if rl <= 0 || c.Rows == 0 {
+			rl = len(vals)
+		}
 	}
 	var col []float32
 	if a.colSS != nil && c.Rows > 0 {
@@ -136,8 +150,14 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	var n34 int64
 	var nan, inf int64
 	firstBad := int64(-1)
-	for r := 0; r*rl < len(vals); r++ {
-		row := vals[r*rl : min((r+1)*rl, len(vals))]
+	for r := 0; r*rl < nvals; r++ {
+		var row []float32
+		if byRow {
+			t.DType.Decode(rowBuf, c.Raw[r*rowBytes:(r+1)*rowBytes])
+			row = rowBuf
+		} else {
+			row = vals[r*rl : min((r+1)*rl, len(vals))]
+		}
 		r2 := sumSquares(row)
 		var r1, r3, r4 float64
 		g := c.Row + int64(r)
@@ -192,7 +212,7 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 		}
 	}
 	a.mu.Lock()
-	a.n += int64(len(vals))
+	a.n += int64(nvals)
 	a.n34 += n34
 	a.s1 += s1
 	a.s2 += s2

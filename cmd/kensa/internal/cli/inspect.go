@@ -99,8 +99,8 @@ func computeStats(ctx context.Context, m *formats.Model, jobs int, pr *progress)
 		}
 	}
 	pr.start(total)
-	err := tensorwalk.Walk(ctx, m, chunks, tensorwalk.Options{Jobs: jobs, Progress: pr.add}, func(_ int, c tensorwalk.Chunk, vals []float32, _ []byte) error {
-		parts[first[c.Tensor]+c.Index].Add(vals)
+	err := tensorwalk.Walk(ctx, m, chunks, tensorwalk.Options{Jobs: jobs, Progress: pr.add}, func(_ int, c tensorwalk.Chunk, _ []byte, values func() []float32) error {
+		parts[first[c.Tensor]+c.Index].Add(values())
 		return nil
 	})
 	pr.done()
