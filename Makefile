@@ -36,6 +36,7 @@ race:
 fuzz-short:
 	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(CIFUZZ))"; \
 	  $(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(CIFUZZ) -fuzzminimizetime 5s $$p || exit 1; done
+	@echo "== fuzz ./scan FuzzScan ($(CIFUZZ))"; $(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(CIFUZZ) -fuzzminimizetime 5s ./scan
 
 ## fuzz: each parser's FuzzReader for FUZZTIME (default 10m).
 fuzz:

@@ -258,7 +258,11 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 		}
 	}
 	if len(passes) > 0 {
-		chunks, total := tensorwalk.Plan(fm, nil, opt.ChunkElems)
+		sel, note := selectTensors(fm)
+		if note != "" {
+			derr = append(derr, errors.New(note))
+		}
+		chunks, total := tensorwalk.Plan(fm, sel, opt.ChunkElems)
 		var add func(int64)
 		if opt.Progress != nil {
 			opt.Progress.Start(path, total)
@@ -326,6 +330,50 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 	}
 	t.Risk = assess(&t)
 	return t, nil
+}
+
+// maxReadFactor bounds the bytes a tensor pass decodes to this many times the model's file
+// sizes (plus 64 MiB): a file whose tensors overlap each other many times over cannot make a
+// scan run for hours.
+const maxReadFactor = 2
+
+// selectTensors returns the tensors the tensor pass decodes: each distinct byte range once
+// (tensors that alias exactly the same bytes and type are decoded once; the layout rules
+// report the aliasing), within the read budget. note explains what was left out, if anything.
+func selectTensors(fm *formats.Model) ([]int, string) {
+	type key struct {
+		file        string
+		off, length int64
+		dt          formats.DType
+	}
+	var size int64
+	for _, f := range fm.Files {
+		size += f.Size
+	}
+	budget := maxReadFactor*size + 64<<20
+	seen := make(map[key]bool, len(fm.Tensors))
+	sel := make([]int, 0, len(fm.Tensors))
+	var used int64
+	skipped, aliased := 0, 0
+	for i := range fm.Tensors {
+		t := &fm.Tensors[i]
+		k := key{t.File, t.Offset, t.Length, t.DType}
+		if seen[k] {
+			aliased++
+			continue
+		}
+		seen[k] = true
+		if used+t.Length > budget {
+			skipped++
+			continue
+		}
+		used += t.Length
+		sel = append(sel, i)
+	}
+	if skipped > 0 {
+		return sel, fmt.Sprintf("tensor values not fully scanned: %d tensors left out because the model's tensors reference more than %d times its %d bytes (overlapping tensors)", skipped, maxReadFactor, size)
+	}
+	return sel, ""
 }
 
 func newModel(fm *formats.Model) *Model {

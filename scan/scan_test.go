@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -423,3 +424,51 @@ func TestScanCompanionTemplate(t *testing.T) {
 		t.Errorf("byte range holds %q, want the template's JSON string", got)
 	}
 }
+
+// A file whose many tensors all alias the same bytes is decoded once, not once per tensor.
+func TestScanAliasAmplification(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	const n = 2000
+	data := f32(weights(3, 1<<16, 0.1)) // 256 KiB
+	r := &bytes.Buffer{}
+	// header by hand: n tensors, all at offset 0, each the whole 256 KiB
+	le := binary.LittleEndian
+	r.WriteString("GGUF")
+	r.Write(le.AppendUint32(nil, 3))
+	r.Write(le.AppendUint64(nil, n))
+	r.Write(le.AppendUint64(nil, 0))
+	for i := 0; i < n; i++ {
+		name := []byte("t" + strconv.Itoa(i))
+		r.Write(le.AppendUint64(nil, uint64(len(name))))
+		r.Write(name)
+		r.Write(le.AppendUint32(nil, 1))
+		r.Write(le.AppendUint64(nil, 1<<16))
+		r.Write(le.AppendUint32(nil, 0))
+		r.Write(le.AppendUint64(nil, 0))
+	}
+	for r.Len()%32 != 0 {
+		r.WriteByte(0)
+	}
+	r.Write(data)
+	buf.Write(r.Bytes())
+	p := filepath.Join(dir, "alias.gguf")
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	var prog countProgress
+	rep, err := scan.Run(context.Background(), []string{p}, scan.Options{Jobs: 2, Progress: &prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prog.total > int64(len(data)) {
+		t.Errorf("the tensor pass planned %d bytes for a file with %d bytes of data", prog.total, len(data))
+	}
+	if find(&rep.Targets[0], "KS-STRUCT-ALIAS") == nil {
+		t.Errorf("aliasing not reported")
+	}
+}
+
+type countProgress struct{ total int64 }
+
+func (c *countProgress) Start(_ string, total int64) { c.total += total }
+func (c *countProgress) Add(int64)                   {}
+func (c *countProgress) Done()                       {}

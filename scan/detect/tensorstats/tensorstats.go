@@ -322,7 +322,7 @@ func (p *pass) Finish(ctx context.Context, emit scan.Emit) error {
 	}
 	groups := map[string][]member{}
 	for i, a := range p.acc {
-		if a == nil {
+		if a == nil || a.n == 0 {
 			continue
 		}
 		t := &p.m.Tensors[i]
