@@ -45,7 +45,7 @@ fuzz:
 
 ## bench: dequantization throughput per type, header parsing.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1s ./formats/...
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./formats/... ./scan/
 
 ## demo: generate small demo models (no downloads) — clean ones, tampered copies, a corrupt file — and scan them.
 demo: build
