@@ -1,0 +1,149 @@
+package llm
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kensa-scan/kensa/formats"
+	_ "github.com/kensa-scan/kensa/formats/gguf"
+	_ "github.com/kensa-scan/kensa/formats/safetensors"
+	"github.com/kensa-scan/kensa/internal/corpus"
+)
+
+type refLogits struct {
+	Prompts []struct {
+		IDs    []int       `json:"ids"`
+		Logits [][]float64 `json:"logits"`
+	} `json:"prompts"`
+}
+
+// TestReferenceLogits runs every tinylm model that has reference logits (an independent
+// float64 forward pass) and compares the logits at every position: F32 safetensors and F32
+// GGUF within 1e-4, F16 and Q8_0 GGUF (against the same pass on their dequantized weights)
+// within 1e-3.
+func TestReferenceLogits(t *testing.T) {
+	dir := corpus.Dir(t, "dev/tinylm")
+	ents, _ := os.ReadDir(dir)
+	checked := 0
+	for _, e := range ents {
+		md := filepath.Join(dir, e.Name())
+		cases := []struct {
+			model, ref string
+			tol        float64
+		}{
+			{md, "reference_logits.json", 1e-4},
+			{filepath.Join(md, "model.gguf"), "reference_logits.json", 1e-4},
+			{filepath.Join(md, "model-f16.gguf"), "reference_logits-f16.json", 1e-3},
+			{filepath.Join(md, "model-q8_0.gguf"), "reference_logits-q8_0.json", 1e-3},
+		}
+		for _, c := range cases {
+			b, err := os.ReadFile(filepath.Join(md, c.ref))
+			if err != nil {
+				continue
+			}
+			var ref refLogits
+			if err := json.Unmarshal(b, &ref); err != nil {
+				t.Fatal(err)
+			}
+			path := c.model
+			if path == md {
+				path = filepath.Join(md, "model.safetensors")
+			}
+			m, err := Open(path)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			m.Workers = 2
+			var worst float64
+			for _, p := range ref.Prompts {
+				s := m.NewState(len(p.IDs))
+				got, err := m.Forward(s, p.IDs, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range p.Logits {
+					for j := range p.Logits[i] {
+						worst = math.Max(worst, math.Abs(float64(got[i][j])-p.Logits[i][j]))
+					}
+				}
+			}
+			rel, _ := filepath.Rel(dir, path)
+			t.Logf("%-32s max |logit - reference| = %.2e", rel, worst)
+			if worst > c.tol {
+				t.Errorf("%s: max difference %.3g > %.0e", rel, worst, c.tol)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Skip("no reference logits found")
+	}
+}
+
+// Evaluating a prompt as a batch equals feeding it one token at a time through the cache.
+func TestBatchEqualsIncremental(t *testing.T) {
+	dir := corpus.Dir(t, "realfiles")
+	m, err := Open(filepath.Join(dir, "llamacpp-stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int{1, 300, 45, 260, 289, 400, 13}
+	batch, err := m.Forward(m.NewState(16), ids, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.NewState(16)
+	for i, id := range ids {
+		one, err := m.Forward(s, []int{id}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range one[0] {
+			if d := math.Abs(float64(one[0][j] - batch[i][j])); d > 1e-4 {
+				t.Fatalf("position %d logit %d: incremental %v, batch %v", i, j, one[0][j], batch[i][j])
+			}
+		}
+	}
+}
+
+// The real stories260K model writes fluent text from BOS.
+func TestStoriesFluent(t *testing.T) {
+	dir := corpus.Dir(t, "realfiles")
+	fm, err := formats.Open(filepath.Join(dir, "llamacpp-stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fm.Close()
+	m, err := Load(fm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Workers = 2
+	out, err := m.Generate([]int{1}, 80, func(id int) bool { return id == 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv, _ := fm.Meta("tokenizer.ggml.tokens")
+	toks := tv.([]string)
+	var sb strings.Builder
+	for _, id := range out {
+		sb.WriteString(strings.ReplaceAll(toks[id], "▁", " "))
+	}
+	text := sb.String()
+	t.Logf("stories260K: %q", text)
+	words := strings.Fields(text)
+	common := 0
+	for _, w := range words {
+		switch strings.Trim(strings.ToLower(w), ".,!\"") {
+		case "the", "was", "a", "and", "to", "she", "he", "they", "her", "it":
+			common++
+		}
+	}
+	if len(words) < 20 || common < 4 {
+		t.Errorf("not fluent: %d words, %d common ones: %q", len(words), common, text)
+	}
+}
