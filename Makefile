@@ -4,6 +4,7 @@ BIN       ?= bin/kensa
 FUZZTIME  ?= 10m
 CIFUZZ    ?= 15s
 DEMO      ?= testdata/demo
+RTDIR     ?= /tmp/kensa-runtime
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/kensa-scan/kensa/cmd/kensa/internal/cli.Version=$(VERSION)
 
@@ -12,7 +13,7 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan/... ./cmd/...
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench demo perf clean
+.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime demo perf clean
 
 all: build
 
@@ -64,3 +65,8 @@ clean:
 ## perf: scan speed on a generated ~0.9 GB BF16 model against ../shared/perf/readpass.
 perf:
 	bash scripts/perf.sh
+
+## bench-runtime: forward-pass speed on stories260K and a generated 134M-parameter llama (F32, Q8_0).
+bench-runtime:
+	$(GO) run ./testdata/gen -runtime -out $(RTDIR)
+	KENSA_BENCH_134M=$(RTDIR) $(GO) test -run '^$$' -bench 'MatVec|Stories|134M' -benchtime 20x ./scan/nn/llm/

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/x448/float16"
 
@@ -39,11 +40,15 @@ func main() {
 	out := flag.String("out", "testdata/demo", "output directory")
 	seed := flag.Uint64("seed", 1, "random seed")
 	perf := flag.Bool("perf", false, "write instead the ~0.9 GB BF16 llama-shaped model for speed measurements (perf-llama-bf16/)")
+	rt := flag.Bool("runtime", false, "write instead the 134M-parameter llama GGUF files (F32 and Q8_0) for runtime benchmarks")
 	flag.Parse()
 	var err error
-	if *perf {
+	switch {
+	case *rt:
+		err = runRuntime(*out, *seed)
+	case *perf:
 		err = runPerf(*out, *seed)
-	} else {
+	default:
 		err = run(*out, *seed)
 	}
 	if err != nil {
@@ -322,4 +327,23 @@ func runPerf(out string, seed uint64) error {
 	}
 	fmt.Printf("wrote %s\n", dir)
 	return f.Close()
+}
+
+// runRuntime writes a random-weight llama GGUF of 134M parameters (hidden 768, 12 layers,
+// feed-forward 2048, 12 heads, vocabulary 32000) as F32 and as Q8_0, for the runtime
+// benchmarks (make bench-runtime).
+func runRuntime(out string, seed uint64) error {
+	c := config{Hidden: 768, Layers: 12, FF: 2048, Heads: 12, KVHeads: 12, Vocab: 32000}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	ts := llama(c, rand.New(rand.NewPCG(seed, 13)))
+	for _, dt := range []formats.DType{formats.F32, formats.Q8_0} {
+		p := filepath.Join(out, "llama-134m-"+strings.ToLower(dt.String())+".gguf")
+		if err := writeGGUF(p, c, ts, dt, plainTemplate); err != nil {
+			return err
+		}
+		fmt.Println("wrote", p)
+	}
+	return nil
 }

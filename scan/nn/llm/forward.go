@@ -200,7 +200,11 @@ func (m *Model) attention(out, q, kc, vc []float32, pos0, T int) {
 	qd, kvd := c.Heads*D, c.KVHeads*D
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(D)))
-	m.parallel(T*c.Heads, func(lo, hi int) {
+	run := m.parallel
+	if T*c.Heads*(pos0+T)*D < 1<<18 {
+		run = serial
+	}
+	run(T*c.Heads, func(lo, hi int) {
 		scores := make([]float32, pos0+T)
 		for job := lo; job < hi; job++ {
 			t, h := job/c.Heads, job%c.Heads
@@ -240,7 +244,11 @@ func (m *Model) attention(out, q, kc, vc []float32, pos0, T int) {
 // matmul computes y[T×N] = x[T×K] · wᵀ for w [N×K], splitting the N output rows across the
 // workers so each weight row is read once for all T positions.
 func (m *Model) matmul(y, x, w []float32, T, K, N int) {
-	m.parallel(N, func(lo, hi int) {
+	run := m.parallel
+	if T*K*N < 1<<18 { // too little work to pay for goroutines
+		run = serial
+	}
+	run(N, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			wr := w[n*K : (n+1)*K : (n+1)*K]
 			for t := 0; t < T; t++ {
@@ -249,6 +257,8 @@ func (m *Model) matmul(y, x, w []float32, T, K, N int) {
 		}
 	})
 }
+
+func serial(n int, f func(lo, hi int)) { f(0, n) }
 
 // parallel runs f over [0, n) in contiguous parts, one per worker.
 func (m *Model) parallel(n int, f func(lo, hi int)) {
