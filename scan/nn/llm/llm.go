@@ -56,7 +56,7 @@ type Model struct {
 
 // naming maps roles to tensor names of one convention.
 type naming struct {
-	embed, norm, out                      string
+	embed, norm, out                       string
 	attnNorm, q, k, v, o, ffnNorm, g, u, d string // with %d for the layer
 }
 
