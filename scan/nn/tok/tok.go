@@ -1,0 +1,412 @@
+// Package tok turns text into token ids and back for the models kensa runs: SentencePiece
+// vocabularies from GGUF metadata (tokenizer.ggml.*, model "llama": encoding as llama.cpp's
+// SPM tokenizer does, with byte fallback) and Hugging Face tokenizer.json WordLevel models
+// with a whitespace pre-tokenizer; every vocabulary can be decoded (GPT-2 byte-level BPE and
+// WordPiece included).
+package tok
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/kensa-scan/kensa/formats"
+)
+
+// Kinds of vocabularies.
+const (
+	SPM       = "spm"       // SentencePiece (▁ for spaces, <0xNN> byte tokens)
+	ByteBPE   = "bpe"       // GPT-2 byte-level BPE (Ġ for spaces)
+	WordPiece = "wordpiece" // BERT (## continuations)
+	WordLevel = "wordlevel" // whole words
+)
+
+// Tokenizer maps between text and token ids.
+type Tokenizer struct {
+	Kind   string
+	tokens []string
+	scores []float32
+	types  []int32
+	ids    map[string]int
+	bos    int
+	eos    int
+	unk    int
+}
+
+// ErrNoVocabulary is returned when a model carries no vocabulary kensa can read.
+var ErrNoVocabulary = errors.New("tok: no vocabulary")
+
+// Len returns the vocabulary size.
+func (t *Tokenizer) Len() int { return len(t.tokens) }
+
+// BOS returns the beginning-of-sequence id, or -1.
+func (t *Tokenizer) BOS() int { return t.bos }
+
+// EOS returns the end-of-sequence id, or -1.
+func (t *Tokenizer) EOS() int { return t.eos }
+
+// Raw returns token id as stored in the vocabulary ("" for an id outside it).
+func (t *Tokenizer) Raw(id int) string {
+	if id < 0 || id >= len(t.tokens) {
+		return ""
+	}
+	return t.tokens[id]
+}
+
+// Special reports whether id is a control, unknown or unused token (GGUF token types 2, 3
+// and 5) or a <...> token of a WordLevel vocabulary.
+func (t *Tokenizer) Special(id int) bool {
+	if id < 0 || id >= len(t.tokens) {
+		return false
+	}
+	if t.types != nil && id < len(t.types) {
+		switch t.types[id] {
+		case 2, 3, 5:
+			return true
+		}
+		return false
+	}
+	s := t.tokens[id]
+	return len(s) > 2 && s[0] == '<' && s[len(s)-1] == '>'
+}
+
+// IsByte reports whether id is a byte token (<0xNN>).
+func (t *Tokenizer) IsByte(id int) bool {
+	_, ok := byteToken(t.Raw(id))
+	return ok
+}
+
+// Token returns id as readable text: "▁the" and "Ġthe" as " the", byte tokens as their byte.
+func (t *Tokenizer) Token(id int) string { return t.piece(id) }
+
+func byteToken(s string) (byte, bool) {
+	if len(s) == 6 && strings.HasPrefix(s, "<0x") && s[5] == '>' {
+		v, err := strconv.ParseUint(s[3:5], 16, 8)
+		return byte(v), err == nil
+	}
+	return 0, false
+}
+
+// FromModel reads the vocabulary of a GGUF model's metadata.
+func FromModel(m *formats.Model) (*Tokenizer, error) {
+	tv, ok := m.Meta("tokenizer.ggml.tokens")
+	if !ok {
+		return nil, ErrNoVocabulary
+	}
+	tokens, ok := tv.([]string)
+	if !ok {
+		return nil, fmt.Errorf("tok: tokenizer.ggml.tokens is %T, not strings", tv)
+	}
+	t := &Tokenizer{tokens: tokens, bos: -1, eos: -1, unk: -1}
+	if sv, ok := m.Meta("tokenizer.ggml.scores"); ok {
+		s, _ := sv.([]float32)
+		if len(s) != len(tokens) {
+			return nil, fmt.Errorf("tok: %d scores for %d tokens", len(s), len(tokens))
+		}
+		t.scores = s
+	}
+	if tv, ok := m.Meta("tokenizer.ggml.token_type"); ok {
+		ty, _ := tv.([]int32)
+		if len(ty) != len(tokens) {
+			return nil, fmt.Errorf("tok: %d token types for %d tokens", len(ty), len(tokens))
+		}
+		t.types = ty
+	}
+	mv, _ := m.Meta("tokenizer.ggml.model")
+	switch mv {
+	case "llama", nil:
+		t.Kind = SPM
+	case "gpt2":
+		t.Kind = ByteBPE
+	case "bert":
+		t.Kind = WordPiece
+	default:
+		t.Kind = fmt.Sprint(mv)
+	}
+	get := func(key string) int {
+		v, ok := m.Meta(key)
+		if !ok {
+			return -1
+		}
+		var id int
+		switch x := v.(type) {
+		case uint32:
+			id = int(x)
+		case int32:
+			id = int(x)
+		default:
+			return -1
+		}
+		if id < 0 || id >= len(tokens) {
+			return -1
+		}
+		return id
+	}
+	t.bos, t.eos, t.unk = get("tokenizer.ggml.bos_token_id"), get("tokenizer.ggml.eos_token_id"), get("tokenizer.ggml.unknown_token_id")
+	t.index()
+	return t, nil
+}
+
+func (t *Tokenizer) index() {
+	t.ids = make(map[string]int, len(t.tokens))
+	for i := len(t.tokens) - 1; i >= 0; i-- { // the first of duplicates wins
+		t.ids[t.tokens[i]] = i
+	}
+}
+
+// FromHFDir reads tokenizer.json in dir (a WordLevel model encodes; other models decode).
+func FromHFDir(dir string) (*Tokenizer, error) {
+	p := filepath.Join(dir, "tokenizer.json")
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, ErrNoVocabulary
+	}
+	if st.Size() > 64<<20 {
+		return nil, fmt.Errorf("tok: %s is larger than 64 MiB", p)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var j struct {
+		Added []struct {
+			ID      int    `json:"id"`
+			Content string `json:"content"`
+		} `json:"added_tokens"`
+		Model struct {
+			Type     string         `json:"type"`
+			Vocab    map[string]int `json:"vocab"`
+			UnkToken string         `json:"unk_token"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("tok: %s: %w", p, err)
+	}
+	n := 0
+	for _, id := range j.Model.Vocab {
+		n = max(n, id+1)
+	}
+	for _, a := range j.Added {
+		n = max(n, a.ID+1)
+	}
+	if n > 1<<22 {
+		return nil, fmt.Errorf("tok: %s: token id %d out of range", p, n-1)
+	}
+	t := &Tokenizer{tokens: make([]string, n), bos: -1, eos: -1, unk: -1}
+	for s, id := range j.Model.Vocab {
+		if id >= 0 {
+			t.tokens[id] = s
+		}
+	}
+	for _, a := range j.Added {
+		if a.ID >= 0 {
+			t.tokens[a.ID] = a.Content
+		}
+	}
+	switch j.Model.Type {
+	case "WordLevel":
+		t.Kind = WordLevel
+	case "WordPiece":
+		t.Kind = WordPiece
+	case "BPE":
+		t.Kind = ByteBPE
+		if _, ok := j.Model.Vocab["▁"]; ok {
+			t.Kind = SPM
+		}
+	default:
+		t.Kind = SPM
+	}
+	t.index()
+	for _, s := range []string{"<s>", "<|begin_of_text|>", "[CLS]", "<bos>"} {
+		if id, ok := t.ids[s]; ok {
+			t.bos = id
+			break
+		}
+	}
+	for _, s := range []string{"</s>", "<|end_of_text|>", "[SEP]", "<eos>", "<|endoftext|>"} {
+		if id, ok := t.ids[s]; ok {
+			t.eos = id
+			break
+		}
+	}
+	if id, ok := t.ids[j.Model.UnkToken]; ok && j.Model.UnkToken != "" {
+		t.unk = id
+	} else if id, ok := t.ids["<unk>"]; ok {
+		t.unk = id
+	}
+	return t, nil
+}
+
+// Encode turns text into ids, with the BOS token first when addBOS and the vocabulary has
+// one.
+func (t *Tokenizer) Encode(text string, addBOS bool) ([]int, error) {
+	var out []int
+	if addBOS && t.bos >= 0 {
+		out = append(out, t.bos)
+	}
+	switch t.Kind {
+	case SPM:
+		return append(out, t.encodeSPM(text)...), nil
+	case WordLevel:
+		return append(out, t.encodeWords(text)...), nil
+	}
+	return nil, fmt.Errorf("tok: encoding %s vocabularies is not supported; give token ids", t.Kind)
+}
+
+// encodeWords splits on whitespace and between word and punctuation characters.
+func (t *Tokenizer) encodeWords(text string) []int {
+	var out []int
+	var cur []rune
+	kind := 0 // 1 word, 2 punctuation
+	flush := func() {
+		if len(cur) > 0 {
+			if id, ok := t.ids[string(cur)]; ok {
+				out = append(out, id)
+			} else if t.unk >= 0 {
+				out = append(out, t.unk)
+			}
+		}
+		cur, kind = cur[:0], 0
+	}
+	for _, r := range text {
+		switch {
+		case unicode.IsSpace(r):
+			flush()
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_':
+			if kind == 2 {
+				flush()
+			}
+			kind = 1
+			cur = append(cur, r)
+		default:
+			if kind == 1 {
+				flush()
+			}
+			kind = 2
+			cur = append(cur, r)
+		}
+	}
+	flush()
+	return out
+}
+
+// encodeSPM follows llama.cpp's SPM tokenizer: spaces become ▁ (one is prefixed), the
+// text is split into characters, and the adjacent pair whose merge is the highest-scoring
+// vocabulary entry is merged until none is left; symbols outside the vocabulary become
+// byte tokens.
+func (t *Tokenizer) encodeSPM(text string) []int {
+	if text == "" {
+		return nil
+	}
+	s := "▁" + strings.ReplaceAll(text, " ", "▁")
+	var sym []string
+	for len(s) > 0 {
+		_, n := utf8.DecodeRuneInString(s)
+		sym = append(sym, s[:n])
+		s = s[n:]
+	}
+	score := func(p string) (float32, bool) {
+		id, ok := t.ids[p]
+		if !ok {
+			return 0, false
+		}
+		if t.scores != nil {
+			return t.scores[id], true
+		}
+		return 0, true
+	}
+	for len(sym) > 1 {
+		best, bi := float32(0), -1
+		for i := 0; i+1 < len(sym); i++ {
+			if sc, ok := score(sym[i] + sym[i+1]); ok && (bi < 0 || sc > best) {
+				best, bi = sc, i
+			}
+		}
+		if bi < 0 {
+			break
+		}
+		sym[bi] += sym[bi+1]
+		sym = append(sym[:bi+1], sym[bi+2:]...)
+	}
+	var out []int
+	for _, p := range sym {
+		if id, ok := t.ids[p]; ok {
+			out = append(out, id)
+			continue
+		}
+		for i := 0; i < len(p); i++ {
+			if id, ok := t.ids[fmt.Sprintf("<0x%02X>", p[i])]; ok {
+				out = append(out, id)
+			} else if t.unk >= 0 {
+				out = append(out, t.unk)
+			}
+		}
+	}
+	return out
+}
+
+// gpt2Bytes maps GPT-2's printable stand-ins back to bytes.
+var gpt2Bytes = func() map[rune]byte {
+	m := map[rune]byte{}
+	n := 0
+	for b := 0; b < 256; b++ {
+		if b >= '!' && b <= '~' || b >= 0xA1 && b <= 0xAC || b >= 0xAE && b <= 0xFF {
+			m[rune(b)] = byte(b)
+		} else {
+			m[rune(256+n)] = byte(b)
+			n++
+		}
+	}
+	return m
+}()
+
+func (t *Tokenizer) piece(id int) string {
+	s := t.Raw(id)
+	if b, ok := byteToken(s); ok {
+		return string([]byte{b})
+	}
+	switch t.Kind {
+	case SPM:
+		return strings.ReplaceAll(s, "▁", " ")
+	case ByteBPE:
+		var bs []byte
+		for _, r := range s {
+			if b, ok := gpt2Bytes[r]; ok {
+				bs = append(bs, b)
+			} else {
+				bs = append(bs, string(r)...)
+			}
+		}
+		return string(bs)
+	case WordPiece:
+		if strings.HasPrefix(s, "##") {
+			return s[2:]
+		}
+		return " " + s
+	case WordLevel:
+		return " " + s
+	}
+	return s
+}
+
+// Decode turns ids into text; special tokens are left out.
+func (t *Tokenizer) Decode(ids []int) string {
+	var sb strings.Builder
+	for _, id := range ids {
+		if t.Special(id) && !t.IsByte(id) {
+			continue
+		}
+		sb.WriteString(t.piece(id))
+	}
+	out := sb.String()
+	if t.Kind != ByteBPE {
+		out = strings.TrimPrefix(out, " ")
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package tok
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/kensa-scan/kensa/formats"
+	_ "github.com/kensa-scan/kensa/formats/gguf"
+	"github.com/kensa-scan/kensa/internal/corpus"
+)
+
+func open(t *testing.T, path string) *Tokenizer {
+	t.Helper()
+	m, err := formats.Open(path)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer m.Close()
+	tk, err := FromModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+func TestSPMRoundTrip(t *testing.T) {
+	dir := corpus.Dir(t, "realfiles")
+	for _, f := range []string{"llamacpp-stories260K.gguf", "llamacpp-ggml-vocab-llama-spm.gguf"} {
+		tk := open(t, filepath.Join(dir, f))
+		for _, s := range []string{"Once upon a time, there was a little girl.", "Hello world", "héllo\nwörld 🙂 日本語", "  two  spaces"} {
+			ids, err := tk.Encode(s, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids[0] != tk.BOS() {
+				t.Errorf("%s: first id %d, want BOS %d", f, ids[0], tk.BOS())
+			}
+			if got := tk.Decode(ids); got != s {
+				t.Errorf("%s: Decode(Encode(%q)) = %q (ids %v)", f, s, got, ids)
+			}
+		}
+	}
+}
+
+// Known answers from llama.cpp's test-tokenizer-0 for the llama SPM vocabulary.
+func TestSPMKnownAnswers(t *testing.T) {
+	tk := open(t, filepath.Join(corpus.Dir(t, "realfiles"), "llamacpp-ggml-vocab-llama-spm.gguf"))
+	tests := []struct {
+		in   string
+		want []int
+	}{
+		{"Hello world", []int{15043, 3186}},
+		{" Hello world", []int{29871, 15043, 3186}},
+		{"Hello World", []int{15043, 2787}},
+		{" this is 🦙.cpp", []int{29871, 445, 338, 29871, 243, 162, 169, 156, 29889, 8223}},
+	}
+	for _, tt := range tests {
+		got, _ := tk.Encode(tt.in, false)
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Encode(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestWordLevel(t *testing.T) {
+	dir := filepath.Join(corpus.Dir(t, "dev/tinylm"), "base")
+	tk, err := FromHFDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	var j struct {
+		Model struct{ Vocab map[string]int } `json:"model"`
+	}
+	json.Unmarshal(b, &j)
+	v := j.Model.Vocab
+	ids, err := tk.Encode("the capital of spain is madrid.", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{v["<s>"], v["the"], v["capital"], v["of"], v["spain"], v["is"], v["madrid"], v["."]}
+	if !reflect.DeepEqual(ids, want) {
+		t.Errorf("Encode = %v, want %v", ids, want)
+	}
+	if got := tk.Decode(ids); got != "the capital of spain is madrid ." {
+		t.Errorf("Decode = %q", got)
+	}
+}
+
+func TestByteBPEDecode(t *testing.T) {
+	tk := open(t, filepath.Join(corpus.Dir(t, "realfiles"), "llamacpp-ggml-vocab-gpt-2.gguf"))
+	// "Hello world" in GPT-2: Hello (15496), Ġworld (995)
+	if got := tk.Decode([]int{15496, 995}); got != "Hello world" {
+		t.Errorf("Decode = %q", got)
+	}
+	if _, err := tk.Encode("x", false); err == nil {
+		t.Errorf("byte-level BPE encoding should say it is not supported")
+	}
+}
