@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kensa-scan/kensa/internal/corpus"
+)
+
+// TestGenerateLogits runs `kensa generate --ids ... --logits` on every tinylm model with
+// reference logits and compares every position: 1e-4 for the F32 safetensors directory and
+// GGUF, 1e-3 for F16 and Q8_0 GGUF (against the pass on their own dequantized weights).
+func TestGenerateLogits(t *testing.T) {
+	dir := corpus.Dir(t, "dev/tinylm")
+	ents, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range ents {
+		md := filepath.Join(dir, e.Name())
+		for _, c := range []struct {
+			model, ref string
+			tol        float64
+		}{
+			{md, "reference_logits.json", 1e-4},
+			{filepath.Join(md, "model.gguf"), "reference_logits.json", 1e-4},
+			{filepath.Join(md, "model-f16.gguf"), "reference_logits-f16.json", 1e-3},
+			{filepath.Join(md, "model-q8_0.gguf"), "reference_logits-q8_0.json", 1e-3},
+		} {
+			b, err := os.ReadFile(filepath.Join(md, c.ref))
+			if err != nil {
+				continue
+			}
+			var ref struct {
+				Prompts []struct {
+					IDs    []int
+					Logits [][]float64
+				}
+			}
+			json.Unmarshal(b, &ref)
+			for _, p := range ref.Prompts {
+				ids := make([]string, len(p.IDs))
+				for i, id := range p.IDs {
+					ids[i] = strconv.Itoa(id)
+				}
+				code, out, errOut := run("generate", c.model, "--ids", strings.Join(ids, ","), "--logits")
+				if code != 0 {
+					t.Fatalf("%s: exit %d: %s", c.model, code, errOut)
+				}
+				var got struct {
+					IDs    []int
+					Logits [][]float64
+				}
+				if err := json.Unmarshal([]byte(out), &got); err != nil {
+					t.Fatal(err)
+				}
+				if len(got.Logits) != len(p.Logits) {
+					t.Fatalf("%s: %d positions, want %d", c.model, len(got.Logits), len(p.Logits))
+				}
+				var worst float64
+				for i := range p.Logits {
+					for j := range p.Logits[i] {
+						worst = math.Max(worst, math.Abs(got.Logits[i][j]-p.Logits[i][j]))
+					}
+				}
+				if worst > c.tol {
+					t.Errorf("%s: max difference %.3g > %.0e", c.model, worst, c.tol)
+				}
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		t.Skip("no reference logits")
+	}
+}
+
+func TestGenerateText(t *testing.T) {
+	dir := corpus.Dir(t, "realfiles")
+	code, out, errOut := run("generate", filepath.Join(dir, "llamacpp-stories260K.gguf"), "Once upon a time", "-n", "30")
+	if code != 0 || !strings.HasPrefix(out, "Once upon a time") || len(strings.Fields(out)) < 15 {
+		t.Errorf("exit %d, %q (%s)", code, out, errOut)
+	}
+	for _, args := range [][]string{
+		{"generate", filepath.Join(dir, "tinygrad-mnist.model.safetensors")},                // not a decoder
+		{"generate", filepath.Join(dir, "llamacpp-stories260K.gguf"), "--ids", "1,99999"},   // id out of range
+		{"generate", filepath.Join(dir, "llamacpp-stories260K.gguf"), "text", "--ids", "1"}, // both
+		{"generate", filepath.Join(dir, "llamacpp-stories260K.gguf"), "-n", "-1"},           // bad n
+	} {
+		if code, _, _ := run(args...); code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d", args[1:], code, ExitUsage)
+		}
+	}
+}
