@@ -87,3 +87,47 @@ func ReadQuantExpected(ggufPath string) (*QuantExpected, error) {
 	}
 	return &e, nil
 }
+
+// LogitsCase is one model file of dev/tinylm with the reference logits it must reproduce:
+// the F32 safetensors directory and GGUF against reference_logits.json (tolerance 1e-4),
+// the F16 and Q8_0 GGUF against the pass on their own dequantized weights (1e-3).
+type LogitsCase struct {
+	Model   string // a .gguf file, or the model directory for the safetensors model
+	Tol     float64
+	Prompts []struct {
+		IDs    []int       `json:"ids"`
+		Logits [][]float64 `json:"logits"`
+	}
+}
+
+// ReferenceLogits lists the logits cases of every model directory below dir (dev/tinylm).
+func ReferenceLogits(dir string) ([]LogitsCase, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []LogitsCase
+	for _, e := range ents {
+		md := filepath.Join(dir, e.Name())
+		for _, c := range []struct {
+			model, ref string
+			tol        float64
+		}{
+			{md, "reference_logits.json", 1e-4},
+			{filepath.Join(md, "model.gguf"), "reference_logits.json", 1e-4},
+			{filepath.Join(md, "model-f16.gguf"), "reference_logits-f16.json", 1e-3},
+			{filepath.Join(md, "model-q8_0.gguf"), "reference_logits-q8_0.json", 1e-3},
+		} {
+			b, err := os.ReadFile(filepath.Join(md, c.ref))
+			if err != nil {
+				continue
+			}
+			lc := LogitsCase{Model: c.model, Tol: c.tol}
+			if err := json.Unmarshal(b, &lc); err != nil {
+				return nil, fmt.Errorf("%s: %w", filepath.Join(md, c.ref), err)
+			}
+			out = append(out, lc)
+		}
+	}
+	return out, nil
+}

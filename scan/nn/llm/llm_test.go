@@ -1,9 +1,7 @@
 package llm
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,73 +12,46 @@ import (
 	"github.com/kensa-scan/kensa/internal/corpus"
 )
 
-type refLogits struct {
-	Prompts []struct {
-		IDs    []int       `json:"ids"`
-		Logits [][]float64 `json:"logits"`
-	} `json:"prompts"`
-}
-
 // TestReferenceLogits runs every tinylm model that has reference logits (an independent
 // float64 forward pass) and compares the logits at every position: F32 safetensors and F32
 // GGUF within 1e-4, F16 and Q8_0 GGUF (against the same pass on their dequantized weights)
 // within 1e-3.
 func TestReferenceLogits(t *testing.T) {
 	dir := corpus.Dir(t, "dev/tinylm")
-	ents, _ := os.ReadDir(dir)
-	checked := 0
-	for _, e := range ents {
-		md := filepath.Join(dir, e.Name())
-		cases := []struct {
-			model, ref string
-			tol        float64
-		}{
-			{md, "reference_logits.json", 1e-4},
-			{filepath.Join(md, "model.gguf"), "reference_logits.json", 1e-4},
-			{filepath.Join(md, "model-f16.gguf"), "reference_logits-f16.json", 1e-3},
-			{filepath.Join(md, "model-q8_0.gguf"), "reference_logits-q8_0.json", 1e-3},
+	cases, err := corpus.ReferenceLogits(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Skip("no reference logits found")
+	}
+	for _, c := range cases {
+		path := c.Model
+		if !strings.HasSuffix(path, ".gguf") {
+			path = filepath.Join(path, "model.safetensors")
 		}
-		for _, c := range cases {
-			b, err := os.ReadFile(filepath.Join(md, c.ref))
+		m, err := Open(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		m.Workers = 2
+		var worst float64
+		for _, p := range c.Prompts {
+			got, err := m.Forward(m.NewState(len(p.IDs)), p.IDs, true)
 			if err != nil {
-				continue
-			}
-			var ref refLogits
-			if err := json.Unmarshal(b, &ref); err != nil {
 				t.Fatal(err)
 			}
-			path := c.model
-			if path == md {
-				path = filepath.Join(md, "model.safetensors")
-			}
-			m, err := Open(path)
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			m.Workers = 2
-			var worst float64
-			for _, p := range ref.Prompts {
-				s := m.NewState(len(p.IDs))
-				got, err := m.Forward(s, p.IDs, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range p.Logits {
-					for j := range p.Logits[i] {
-						worst = math.Max(worst, math.Abs(float64(got[i][j])-p.Logits[i][j]))
-					}
+			for i := range p.Logits {
+				for j := range p.Logits[i] {
+					worst = math.Max(worst, math.Abs(float64(got[i][j])-p.Logits[i][j]))
 				}
 			}
-			rel, _ := filepath.Rel(dir, path)
-			t.Logf("%-32s max |logit - reference| = %.2e", rel, worst)
-			if worst > c.tol {
-				t.Errorf("%s: max difference %.3g > %.0e", rel, worst, c.tol)
-			}
-			checked++
 		}
-	}
-	if checked == 0 {
-		t.Skip("no reference logits found")
+		rel, _ := filepath.Rel(dir, path)
+		t.Logf("%-32s max |logit - reference| = %.2e", rel, worst)
+		if worst > c.Tol {
+			t.Errorf("%s: max difference %.3g > %.0e", rel, worst, c.Tol)
+		}
 	}
 }
 

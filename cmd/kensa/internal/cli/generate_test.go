@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,65 +15,43 @@ import (
 // reference logits and compares every position: 1e-4 for the F32 safetensors directory and
 // GGUF, 1e-3 for F16 and Q8_0 GGUF (against the pass on their own dequantized weights).
 func TestGenerateLogits(t *testing.T) {
-	dir := corpus.Dir(t, "dev/tinylm")
-	ents, _ := os.ReadDir(dir)
-	n := 0
-	for _, e := range ents {
-		md := filepath.Join(dir, e.Name())
-		for _, c := range []struct {
-			model, ref string
-			tol        float64
-		}{
-			{md, "reference_logits.json", 1e-4},
-			{filepath.Join(md, "model.gguf"), "reference_logits.json", 1e-4},
-			{filepath.Join(md, "model-f16.gguf"), "reference_logits-f16.json", 1e-3},
-			{filepath.Join(md, "model-q8_0.gguf"), "reference_logits-q8_0.json", 1e-3},
-		} {
-			b, err := os.ReadFile(filepath.Join(md, c.ref))
-			if err != nil {
-				continue
+	cases, err := corpus.ReferenceLogits(corpus.Dir(t, "dev/tinylm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Skip("no reference logits")
+	}
+	for _, c := range cases {
+		for _, p := range c.Prompts {
+			ids := make([]string, len(p.IDs))
+			for i, id := range p.IDs {
+				ids[i] = strconv.Itoa(id)
 			}
-			var ref struct {
-				Prompts []struct {
-					IDs    []int
-					Logits [][]float64
+			code, out, errOut := run("generate", c.Model, "--ids", strings.Join(ids, ","), "--logits")
+			if code != 0 {
+				t.Fatalf("%s: exit %d: %s", c.Model, code, errOut)
+			}
+			var got struct {
+				IDs    []int
+				Logits [][]float64
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Logits) != len(p.Logits) {
+				t.Fatalf("%s: %d positions, want %d", c.Model, len(got.Logits), len(p.Logits))
+			}
+			var worst float64
+			for i := range p.Logits {
+				for j := range p.Logits[i] {
+					worst = math.Max(worst, math.Abs(got.Logits[i][j]-p.Logits[i][j]))
 				}
 			}
-			json.Unmarshal(b, &ref)
-			for _, p := range ref.Prompts {
-				ids := make([]string, len(p.IDs))
-				for i, id := range p.IDs {
-					ids[i] = strconv.Itoa(id)
-				}
-				code, out, errOut := run("generate", c.model, "--ids", strings.Join(ids, ","), "--logits")
-				if code != 0 {
-					t.Fatalf("%s: exit %d: %s", c.model, code, errOut)
-				}
-				var got struct {
-					IDs    []int
-					Logits [][]float64
-				}
-				if err := json.Unmarshal([]byte(out), &got); err != nil {
-					t.Fatal(err)
-				}
-				if len(got.Logits) != len(p.Logits) {
-					t.Fatalf("%s: %d positions, want %d", c.model, len(got.Logits), len(p.Logits))
-				}
-				var worst float64
-				for i := range p.Logits {
-					for j := range p.Logits[i] {
-						worst = math.Max(worst, math.Abs(got.Logits[i][j]-p.Logits[i][j]))
-					}
-				}
-				if worst > c.tol {
-					t.Errorf("%s: max difference %.3g > %.0e", c.model, worst, c.tol)
-				}
-				n++
+			if worst > c.Tol {
+				t.Errorf("%s: max difference %.3g > %.0e", c.Model, worst, c.Tol)
 			}
 		}
-	}
-	if n == 0 {
-		t.Skip("no reference logits")
 	}
 }
 
