@@ -18,6 +18,7 @@ import (
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
+	"github.com/kensa-scan/kensa/scan/nn/mlp"
 	"github.com/kensa-scan/kensa/stats"
 )
 
@@ -62,52 +63,21 @@ func findHead(m *scan.Model) (dense, bool) {
 			return dense{}, false // a language model: its output is a vocabulary
 		}
 	}
-	byName := map[string]int{}
-	for i := range m.Tensors {
-		byName[m.Tensors[i].Name] = i
-	}
 	var cands []dense
-	for i := range m.Tensors {
-		t := &m.Tensors[i]
-		if len(t.Shape) != 2 || !t.DType.Float() {
+	for _, fd := range mlp.FindDense(m.Model) {
+		t := &m.Tensors[fd.Weight]
+		if fd.Bias < 0 || fd.Out < 2 || fd.Out > maxClasses || t.Elements() > maxElems {
 			continue
 		}
-		var base, biasName string
-		keras := false
-		switch {
-		case strings.HasSuffix(t.Name, ".weight"):
-			base = strings.TrimSuffix(t.Name, ".weight")
-			biasName = base + ".bias"
-		case strings.HasSuffix(t.Name, "/kernel:0"):
-			base = strings.TrimSuffix(t.Name, "/kernel:0")
-			biasName, keras = base+"/bias:0", true
-		case strings.HasSuffix(t.Name, "kernel"):
-			base = strings.TrimSuffix(t.Name, "kernel")
-			biasName, keras = base+"bias", true
-		default:
-			continue
-		}
-		bi, ok := byName[biasName]
-		if !ok || len(m.Tensors[bi].Shape) != 1 {
-			continue
-		}
-		d := dense{w: i, b: bi, keras: keras}
-		if keras {
-			d.in, d.out = t.Shape[0], t.Shape[1]
-		} else {
-			d.out, d.in = t.Shape[0], t.Shape[1]
-		}
-		if m.Tensors[bi].Shape[0] != d.out || d.out < 2 || d.out > maxClasses || t.Elements() > maxElems {
-			continue
-		}
-		low := strings.ToLower(base)
+		d := dense{w: fd.Weight, b: fd.Bias, keras: fd.Keras, in: fd.In, out: fd.Out}
+		low := strings.ToLower(fd.Base)
 		for _, w := range []string{"classifier", "output", "head", "logits", "predictions", "fc_out", "out"} {
 			if strings.HasSuffix(low, w) || strings.Contains(low, w+"/") || strings.Contains(low, w+".") {
 				d.rank = 2
 				break
 			}
 		}
-		d.suffix = lastNumber(base)
+		d.suffix = lastNumber(fd.Base)
 		cands = append(cands, d)
 	}
 	if len(cands) == 0 {

@@ -59,6 +59,56 @@ func (n *Network) Describe() string {
 	return b.String()
 }
 
+// Dense is a dense layer found among a model's tensors.
+type Dense struct {
+	Weight int    // index of the weight tensor in Model.Tensors
+	Bias   int    // index of the bias tensor, -1 when there is none
+	Base   string // the layer's name without the ".weight" / "/kernel:0" suffix
+	Keras  bool   // [in, out] layout (Keras kernel) rather than PyTorch's [out, in]
+	In     int64
+	Out    int64
+}
+
+// FindDense lists the dense layers of a model: 2-D float weights named `X.weight` (PyTorch,
+// [out, in]) or `X/kernel:0` / `Xkernel` (Keras, [in, out]), each with its bias `X.bias` /
+// `X/bias:0` / `Xbias` when present and of the right length. It returns them in file order.
+func FindDense(m *formats.Model) []Dense {
+	byName := make(map[string]int, len(m.Tensors))
+	for i := range m.Tensors {
+		byName[m.Tensors[i].Name] = i
+	}
+	var out []Dense
+	for i := range m.Tensors {
+		t := &m.Tensors[i]
+		if len(t.Shape) != 2 || !t.DType.Float() {
+			continue
+		}
+		d := Dense{Weight: i, Bias: -1}
+		var biasName string
+		switch {
+		case strings.HasSuffix(t.Name, ".weight"):
+			d.Base = strings.TrimSuffix(t.Name, ".weight")
+			biasName = d.Base + ".bias"
+			d.Out, d.In = t.Shape[0], t.Shape[1]
+		case strings.HasSuffix(t.Name, "/kernel:0"):
+			d.Base, d.Keras = strings.TrimSuffix(t.Name, "/kernel:0"), true
+			biasName = d.Base + "/bias:0"
+			d.In, d.Out = t.Shape[0], t.Shape[1]
+		case strings.HasSuffix(t.Name, "kernel"):
+			d.Base, d.Keras = strings.TrimSuffix(t.Name, "kernel"), true
+			biasName = d.Base + "bias"
+			d.In, d.Out = t.Shape[0], t.Shape[1]
+		default:
+			continue
+		}
+		if bi, ok := byName[biasName]; ok && len(m.Tensors[bi].Shape) == 1 && m.Tensors[bi].Shape[0] == d.Out {
+			d.Bias = bi
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 type dense struct {
 	w, b  *formats.TensorInfo
 	base  string
@@ -99,37 +149,19 @@ func Build(m *formats.Model, opt Options) (*Network, error) {
 	if _, ok := activations[act]; !ok {
 		return nil, fmt.Errorf("mlp: activation %q is not one of relu, tanh, sigmoid, gelu, leaky_relu, none", opt.Activation)
 	}
-	byName := map[string]*formats.TensorInfo{}
 	for i := range m.Tensors {
-		byName[m.Tensors[i].Name] = &m.Tensors[i]
+		if len(m.Tensors[i].Shape) == 4 {
+			return nil, fmt.Errorf("mlp: %q is a convolution kernel: convolutional networks are not supported yet", m.Tensors[i].Name)
+		}
 	}
 	var ds []dense
-	for i := range m.Tensors {
-		t := &m.Tensors[i]
-		if len(t.Shape) == 4 {
-			return nil, fmt.Errorf("mlp: %q is a convolution kernel: convolutional networks are not supported yet", t.Name)
-		}
-		if len(t.Shape) != 2 || !t.DType.Float() {
-			continue
-		}
-		d := dense{w: t}
-		switch {
-		case strings.HasSuffix(t.Name, ".weight"):
-			d.base = strings.TrimSuffix(t.Name, ".weight")
-			d.b = byName[d.base+".bias"]
-			d.out, d.in = t.Shape[0], t.Shape[1]
-		case strings.HasSuffix(t.Name, "/kernel:0"):
-			d.base, d.keras = strings.TrimSuffix(t.Name, "/kernel:0"), true
-			d.b = byName[d.base+"/bias:0"]
-			d.in, d.out = t.Shape[0], t.Shape[1]
-		default:
-			continue
-		}
-		if d.b != nil && (len(d.b.Shape) != 1 || d.b.Shape[0] != d.out) {
-			return nil, fmt.Errorf("mlp: bias of %q has shape %v, want [%d]", t.Name, d.b.Shape, d.out)
+	for _, fd := range FindDense(m) {
+		d := dense{w: &m.Tensors[fd.Weight], base: fd.Base, keras: fd.Keras, in: fd.In, out: fd.Out}
+		if fd.Bias >= 0 {
+			d.b = &m.Tensors[fd.Bias]
 		}
 		if d.in <= 0 || d.out <= 0 || d.in*d.out > 1<<28 {
-			return nil, fmt.Errorf("mlp: %q has shape %v", t.Name, t.Shape)
+			return nil, fmt.Errorf("mlp: %q has shape %v", d.w.Name, d.w.Shape)
 		}
 		d.key = numbers(d.base)
 		ds = append(ds, d)
