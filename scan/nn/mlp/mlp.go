@@ -141,6 +141,17 @@ func numbers(s string) []int {
 // other kinds of layers (convolutions), when the widths do not chain, or when the chain is
 // ambiguous.
 func Build(m *formats.Model, opt Options) (*Network, error) {
+	for i := range m.Tensors {
+		if len(m.Tensors[i].Shape) == 4 {
+			return nil, fmt.Errorf("mlp: %q is a convolution kernel: build the network with package cnn", m.Tensors[i].Name)
+		}
+	}
+	return BuildDense(m, opt)
+}
+
+// BuildDense wires the dense layers of a model into a chain, ignoring any other layers (the
+// dense tail of a convolutional network).
+func BuildDense(m *formats.Model, opt Options) (*Network, error) {
 	act := strings.ToLower(opt.Activation)
 	given := act != ""
 	if !given {
@@ -148,11 +159,6 @@ func Build(m *formats.Model, opt Options) (*Network, error) {
 	}
 	if _, ok := activations[act]; !ok {
 		return nil, fmt.Errorf("mlp: activation %q is not one of relu, tanh, sigmoid, gelu, leaky_relu, none", opt.Activation)
-	}
-	for i := range m.Tensors {
-		if len(m.Tensors[i].Shape) == 4 {
-			return nil, fmt.Errorf("mlp: %q is a convolution kernel: convolutional networks are not supported yet", m.Tensors[i].Name)
-		}
 	}
 	var ds []dense
 	for _, fd := range FindDense(m) {
