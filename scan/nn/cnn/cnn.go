@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kensa-scan/kensa/formats"
@@ -57,10 +58,11 @@ func (n *Network) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "input %d×%d×%d\n", n.C, n.H, n.W)
 	for _, s := range n.Stages {
-		fmt.Fprintf(&b, "conv %s: %d -> %d, %dx%d, padding %d, %s", s.Name, s.In, s.Out, s.KH, s.KW, s.Pad, "activation")
+		fmt.Fprintf(&b, "conv %s: %d -> %d, %dx%d, padding %d", s.Name, s.In, s.Out, s.KH, s.KW, s.Pad)
 		if s.Scale != nil {
 			b.WriteString(", batch norm")
 		}
+		b.WriteString(", activation")
 		if s.Pool == 2 {
 			fmt.Fprintf(&b, ", %s pool 2", n.pool)
 		}
@@ -259,6 +261,28 @@ func (n *Network) plan(opt Options) error {
 		return fmt.Errorf("cnn: no padding and pooling plan maps the input to the %d inputs of the dense layers", want)
 	}
 	if len(fits) > 1 {
+		// nn.Sequential numbering: layers without weights (activation, pooling, dropout)
+		// still take an index, so two or more of them between convolutions mean a pooling
+		// layer is there, and none or one (the activation) mean it is not.
+		hints := n.poolHints()
+		var kept []plan
+		for _, f := range fits {
+			ok := true
+			for k, h := range hints {
+				if h != 0 && (h == 2) != (f.pool[k] == 2) {
+					ok = false
+				}
+			}
+			if ok {
+				kept = append(kept, f)
+			}
+		}
+		if len(kept) == 1 {
+			fits = kept
+			n.notes = append(n.notes, "pooling positions from the layer numbering (nn.Sequential indices)")
+		}
+	}
+	if len(fits) > 1 {
 		var alts []string
 		for _, f := range fits {
 			alts = append(alts, fmt.Sprintf("input %d, padding %v, pooling %v", f.h, f.pads, f.pool))
@@ -290,6 +314,37 @@ func (n *Network) plan(opt Options) error {
 	}
 	n.notes = append(n.notes, fmt.Sprintf("padding and pooling positions inferred from shapes; pooling kind %s (%s)", n.pool, how))
 	return nil
+}
+
+// poolHints returns, per stage, 2 when the layer numbering shows a pooling layer after it,
+// 1 when it shows none, and 0 when it cannot tell.
+func (n *Network) poolHints() []int {
+	split := func(name string) (string, int, bool) {
+		i := strings.LastIndexByte(name, '.')
+		if i < 0 {
+			return "", 0, false
+		}
+		v, err := strconv.Atoi(name[i+1:])
+		return name[:i], v, err == nil
+	}
+	hints := make([]int, len(n.Stages))
+	for k := 0; k+1 < len(n.Stages); k++ {
+		pa, ia, oka := split(n.Stages[k].Name)
+		pb, ib, okb := split(n.Stages[k+1].Name)
+		if !oka || !okb || pa != pb || ib <= ia {
+			continue
+		}
+		free := ib - ia - 1
+		if n.Stages[k].Scale != nil {
+			free-- // the batch norm's index
+		}
+		if free >= 2 {
+			hints[k] = 2
+		} else {
+			hints[k] = 1
+		}
+	}
+	return hints
 }
 
 // Forward returns the logits of one flattened C·H·W input.
