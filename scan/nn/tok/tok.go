@@ -30,6 +30,7 @@ const (
 // Tokenizer maps between text and token ids.
 type Tokenizer struct {
 	Kind   string
+	merges map[[2]string]int // byte-level BPE merge ranks
 	tokens []string
 	scores []float32
 	types  []int32
@@ -149,6 +150,18 @@ func FromModel(m *formats.Model) (*Tokenizer, error) {
 		return id
 	}
 	t.bos, t.eos, t.unk = get("tokenizer.ggml.bos_token_id"), get("tokenizer.ggml.eos_token_id"), get("tokenizer.ggml.unknown_token_id")
+	if mv, ok := m.Meta("tokenizer.ggml.merges"); ok {
+		ms, _ := mv.([]string)
+		t.merges = make(map[[2]string]int, len(ms))
+		for r, line := range ms {
+			a, b, ok := strings.Cut(line, " ")
+			if ok {
+				if _, dup := t.merges[[2]string{a, b}]; !dup {
+					t.merges[[2]string{a, b}] = r
+				}
+			}
+		}
+	}
 	t.index()
 	return t, nil
 }
@@ -255,6 +268,10 @@ func (t *Tokenizer) Encode(text string, addBOS bool) ([]int, error) {
 		return append(out, t.encodeSPM(text)...), nil
 	case WordLevel:
 		return append(out, t.encodeWords(text)...), nil
+	case ByteBPE:
+		if t.merges != nil {
+			return append(out, t.encodeBPE(text)...), nil
+		}
 	}
 	return nil, fmt.Errorf("tok: encoding %s vocabularies is not supported; give token ids", t.Kind)
 }
@@ -350,6 +367,101 @@ func (t *Tokenizer) encodeSPM(text string) []int {
 	}
 	return out
 }
+
+// encodeBPE is GPT-2's byte-level BPE: the text is split by GPT-2's pre-tokenizer, each
+// piece's bytes are mapped to printable stand-ins, and adjacent symbols are merged by
+// merge rank until no listed merge applies.
+func (t *Tokenizer) encodeBPE(text string) []int {
+	var out []int
+	for _, w := range gpt2Split(text) {
+		var sym []string
+		for _, b := range []byte(w) {
+			sym = append(sym, string(gpt2Runes[b]))
+		}
+		for len(sym) > 1 {
+			best, bi := -1, -1
+			for i := 0; i+1 < len(sym); i++ {
+				if r, ok := t.merges[[2]string{sym[i], sym[i+1]}]; ok && (bi < 0 || r < best) {
+					best, bi = r, i
+				}
+			}
+			if bi < 0 {
+				break
+			}
+			sym[bi] += sym[bi+1]
+			sym = append(sym[:bi+1], sym[bi+2:]...)
+		}
+		for _, p := range sym {
+			if id, ok := t.ids[p]; ok {
+				out = append(out, id)
+			} else if t.unk >= 0 {
+				out = append(out, t.unk)
+			}
+		}
+	}
+	return out
+}
+
+// gpt2Split is GPT-2's pre-tokenizer pattern
+// 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ written by hand.
+func gpt2Split(s string) []string {
+	var out []string
+	rs := []rune(s)
+	for i := 0; i < len(rs); {
+		if rs[i] == '\'' {
+			rest := string(rs[i+1:])
+			matched := false
+			for _, c := range []string{"s", "t", "re", "ve", "m", "ll", "d"} {
+				if strings.HasPrefix(rest, c) {
+					out = append(out, "'"+c)
+					i += 1 + len(c)
+					matched = true
+					break
+				}
+			}
+			if matched {
+				continue
+			}
+		}
+		j := i
+		if rs[j] == ' ' && j+1 < len(rs) && !unicode.IsSpace(rs[j+1]) {
+			j++
+		}
+		switch {
+		case unicode.IsLetter(rs[j]):
+			for j < len(rs) && unicode.IsLetter(rs[j]) {
+				j++
+			}
+		case unicode.IsNumber(rs[j]):
+			for j < len(rs) && unicode.IsNumber(rs[j]) {
+				j++
+			}
+		case !unicode.IsSpace(rs[j]):
+			for j < len(rs) && !unicode.IsSpace(rs[j]) && !unicode.IsLetter(rs[j]) && !unicode.IsNumber(rs[j]) {
+				j++
+			}
+		default: // whitespace: all but the last if a non-space follows
+			for j < len(rs) && unicode.IsSpace(rs[j]) {
+				j++
+			}
+			if j < len(rs) && j-i > 1 {
+				j--
+			}
+		}
+		out = append(out, string(rs[i:j]))
+		i = j
+	}
+	return out
+}
+
+// gpt2Runes maps bytes to GPT-2's printable stand-ins.
+var gpt2Runes = func() [256]rune {
+	var r [256]rune
+	for c, b := range gpt2Bytes {
+		r[b] = c
+	}
+	return r
+}()
 
 // gpt2Bytes maps GPT-2's printable stand-ins back to bytes.
 var gpt2Bytes = func() map[rune]byte {

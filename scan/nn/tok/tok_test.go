@@ -96,7 +96,24 @@ func TestByteBPEDecode(t *testing.T) {
 	if got := tk.Decode([]int{15496, 995}); got != "Hello world" {
 		t.Errorf("Decode = %q", got)
 	}
-	if _, err := tk.Encode("x", false); err == nil {
-		t.Errorf("byte-level BPE encoding should say it is not supported")
+	// known answers from llama.cpp's test-tokenizer-0 for the GPT-2 vocabulary
+	for _, tt := range []struct {
+		in   string
+		want []int
+	}{
+		{"Hello world", []int{15496, 995}},
+		{" Hello world", []int{18435, 995}},
+		{"Hello World", []int{15496, 2159}},
+	} {
+		got, err := tk.Encode(tt.in, false)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Encode(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, s := range []string{"Hello world", "it's 2024,  fine!\n\tok", "日本語 ünïcödé 🙂"} {
+		ids, _ := tk.Encode(s, false)
+		if got := tk.Decode(ids); got != s {
+			t.Errorf("Decode(Encode(%q)) = %q", s, got)
+		}
 	}
 }
