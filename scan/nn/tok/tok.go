@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,15 +30,18 @@ const (
 
 // Tokenizer maps between text and token ids.
 type Tokenizer struct {
-	Kind   string
-	merges map[[2]string]int // byte-level BPE merge ranks
-	tokens []string
-	scores []float32
-	types  []int32
-	ids    map[string]int
-	bos    int
-	eos    int
-	unk    int
+	Kind     string
+	merges   map[[2]string]int // BPE merge ranks (byte-level, or SentencePiece-style with rankBPE)
+	rankBPE  bool              // SPM vocabulary merged by rank (tokenizer.json BPE with Metaspace) rather than by score
+	unigram  bool              // SPM vocabulary segmented by Viterbi over piece scores (tokenizer.json Unigram)
+	maxPiece int               // longest piece, in bytes (Unigram)
+	tokens   []string
+	scores   []float32
+	types    []int32
+	ids      map[string]int
+	bos      int
+	eos      int
+	unk      int
 }
 
 // ErrNoVocabulary is returned when a model carries no vocabulary kensa can read.
@@ -192,48 +196,98 @@ func FromHFDir(dir string) (*Tokenizer, error) {
 			ID      int    `json:"id"`
 			Content string `json:"content"`
 		} `json:"added_tokens"`
-		Model struct {
-			Type     string         `json:"type"`
-			Vocab    map[string]int `json:"vocab"`
-			UnkToken string         `json:"unk_token"`
+		PreTokenizer json.RawMessage `json:"pre_tokenizer"`
+		Model        struct {
+			Type     string          `json:"type"`
+			Vocab    json.RawMessage `json:"vocab"`
+			Merges   json.RawMessage `json:"merges"`
+			UnkToken string          `json:"unk_token"`
+			UnkID    *int            `json:"unk_id"`
 		} `json:"model"`
 	}
 	if err := json.Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("tok: %s: %w", p, err)
 	}
-	n := 0
-	for _, id := range j.Model.Vocab {
-		n = max(n, id+1)
-	}
-	for _, a := range j.Added {
-		n = max(n, a.ID+1)
-	}
-	if n > 1<<22 {
-		return nil, fmt.Errorf("tok: %s: token id %d out of range", p, n-1)
-	}
-	t := &Tokenizer{tokens: make([]string, n), bos: -1, eos: -1, unk: -1}
-	for s, id := range j.Model.Vocab {
-		if id >= 0 {
-			t.tokens[id] = s
+	t := &Tokenizer{bos: -1, eos: -1, unk: -1}
+	set := func(id int, s string) error {
+		if id < 0 || id >= 1<<22 {
+			return fmt.Errorf("tok: %s: token id %d out of range", p, id)
 		}
-	}
-	for _, a := range j.Added {
-		if a.ID >= 0 {
-			t.tokens[a.ID] = a.Content
+		for len(t.tokens) <= id {
+			t.tokens = append(t.tokens, "")
 		}
+		t.tokens[id] = s
+		return nil
 	}
 	switch j.Model.Type {
-	case "WordLevel":
-		t.Kind = WordLevel
-	case "WordPiece":
-		t.Kind = WordPiece
-	case "BPE":
-		t.Kind = ByteBPE
-		if _, ok := j.Model.Vocab["▁"]; ok {
-			t.Kind = SPM
+	case "Unigram":
+		var vocab [][2]json.RawMessage
+		if err := json.Unmarshal(j.Model.Vocab, &vocab); err != nil {
+			return nil, fmt.Errorf("tok: %s: unigram vocab: %w", p, err)
+		}
+		t.Kind, t.unigram = SPM, true
+		t.scores = make([]float32, len(vocab))
+		for id, e := range vocab {
+			var piece string
+			var score float64
+			if json.Unmarshal(e[0], &piece) != nil || json.Unmarshal(e[1], &score) != nil {
+				return nil, fmt.Errorf("tok: %s: unigram entry %d is not [piece, score]", p, id)
+			}
+			if err := set(id, piece); err != nil {
+				return nil, err
+			}
+			t.scores[id] = float32(score)
+			t.maxPiece = max(t.maxPiece, len(piece))
+		}
+		if j.Model.UnkID != nil {
+			t.unk = *j.Model.UnkID
 		}
 	default:
-		t.Kind = SPM
+		var vocab map[string]int
+		if err := json.Unmarshal(j.Model.Vocab, &vocab); err != nil {
+			return nil, fmt.Errorf("tok: %s: vocab: %w", p, err)
+		}
+		for s, id := range vocab {
+			if err := set(id, s); err != nil {
+				return nil, err
+			}
+		}
+		switch j.Model.Type {
+		case "WordLevel":
+			t.Kind = WordLevel
+		case "WordPiece":
+			t.Kind = WordPiece
+		case "BPE":
+			t.Kind = ByteBPE
+			if strings.Contains(string(j.PreTokenizer), "Metaspace") || vocab["▁"] > 0 {
+				t.Kind, t.rankBPE = SPM, true
+			}
+			t.merges = map[[2]string]int{}
+			var asStrings []string
+			var asPairs [][2]string
+			if json.Unmarshal(j.Model.Merges, &asStrings) == nil {
+				for r, m := range asStrings {
+					if a, b, ok := strings.Cut(m, " "); ok {
+						if _, dup := t.merges[[2]string{a, b}]; !dup {
+							t.merges[[2]string{a, b}] = r
+						}
+					}
+				}
+			} else if json.Unmarshal(j.Model.Merges, &asPairs) == nil {
+				for r, m := range asPairs {
+					if _, dup := t.merges[m]; !dup {
+						t.merges[m] = r
+					}
+				}
+			}
+		default:
+			t.Kind = SPM
+		}
+	}
+	for _, a := range j.Added {
+		if err := set(a.ID, a.Content); err != nil {
+			return nil, err
+		}
 	}
 	t.index()
 	for _, s := range []string{"<s>", "<|begin_of_text|>", "[CLS]", "<bos>"} {
@@ -250,7 +304,7 @@ func FromHFDir(dir string) (*Tokenizer, error) {
 	}
 	if id, ok := t.ids[j.Model.UnkToken]; ok && j.Model.UnkToken != "" {
 		t.unk = id
-	} else if id, ok := t.ids["<unk>"]; ok {
+	} else if id, ok := t.ids["<unk>"]; ok && t.unk < 0 {
 		t.unk = id
 	}
 	return t, nil
@@ -322,6 +376,9 @@ func (t *Tokenizer) encodeSPM(text string) []int {
 		return nil
 	}
 	s := "▁" + strings.ReplaceAll(text, " ", "▁")
+	if t.unigram {
+		return t.viterbi(s)
+	}
 	var sym []string
 	for len(s) > 0 {
 		_, n := utf8.DecodeRuneInString(s)
@@ -341,6 +398,13 @@ func (t *Tokenizer) encodeSPM(text string) []int {
 	for len(sym) > 1 {
 		best, bi := float32(0), -1
 		for i := 0; i+1 < len(sym); i++ {
+			if t.rankBPE {
+				// merge ranks: a lower rank merges first
+				if r, ok := t.merges[[2]string{sym[i], sym[i+1]}]; ok && (bi < 0 || float32(-r) > best) {
+					best, bi = float32(-r), i
+				}
+				continue
+			}
 			if sc, ok := score(sym[i] + sym[i+1]); ok && (bi < 0 || sc > best) {
 				best, bi = sc, i
 			}
@@ -362,6 +426,64 @@ func (t *Tokenizer) encodeSPM(text string) []int {
 				out = append(out, id)
 			} else if t.unk >= 0 {
 				out = append(out, t.unk)
+			}
+		}
+	}
+	return out
+}
+
+// viterbi segments s into the pieces of highest total score (Unigram); characters no piece
+// covers become byte tokens or the unknown token.
+func (t *Tokenizer) viterbi(s string) []int {
+	n := len(s)
+	best := make([]float64, n+1)
+	from := make([]int, n+1)
+	tokAt := make([]int, n+1)
+	for i := 1; i <= n; i++ {
+		best[i] = math.Inf(-1)
+	}
+	for i := 0; i < n; i++ {
+		if math.IsInf(best[i], -1) {
+			continue
+		}
+		_, cl := utf8.DecodeRuneInString(s[i:])
+		found := false
+		for j := i + 1; j <= n && j-i <= t.maxPiece; j++ {
+			if id, ok := t.ids[s[i:j]]; ok {
+				sc := best[i] + float64(t.scores[id])
+				if sc > best[j] {
+					best[j], from[j], tokAt[j] = sc, i, id
+				}
+				if j == i+cl {
+					found = true
+				}
+			}
+		}
+		if !found { // unknown character: one step with a penalty
+			j := i + cl
+			sc := best[i] - 1e6
+			if sc > best[j] {
+				best[j], from[j], tokAt[j] = sc, i, -1
+			}
+		}
+	}
+	var rev [][2]int
+	for j := n; j > 0; j = from[j] {
+		rev = append(rev, [2]int{from[j], j})
+	}
+	var out []int
+	for k := len(rev) - 1; k >= 0; k-- {
+		i, j := rev[k][0], rev[k][1]
+		if id := tokAt[j]; id >= 0 {
+			out = append(out, id)
+			continue
+		}
+		for b := i; b < j; b++ {
+			if id, ok := t.ids[fmt.Sprintf("<0x%02X>", s[b])]; ok {
+				out = append(out, id)
+			} else if t.unk >= 0 {
+				out = append(out, t.unk)
+				break
 			}
 		}
 	}

@@ -117,3 +117,54 @@ func TestByteBPEDecode(t *testing.T) {
 		}
 	}
 }
+
+func writeJSON(t *testing.T, v any) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, _ := json.Marshal(v)
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A Unigram tokenizer.json: Viterbi picks the segmentation with the best total score.
+func TestUnigram(t *testing.T) {
+	dir := writeJSON(t, map[string]any{
+		"pre_tokenizer": map[string]any{"type": "Metaspace", "replacement": "▁"},
+		"model": map[string]any{"type": "Unigram", "unk_id": 0, "vocab": [][]any{
+			{"<unk>", 0}, {"▁", -2}, {"▁he", -3}, {"llo", -3}, {"▁hello", -4}, {"h", -5}, {"e", -5}, {"l", -5}, {"o", -5},
+			{"▁world", -4}, {"<0x21>", -8},
+		}},
+	})
+	tk, err := FromHFDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tk.Encode("hello world!", false)
+	if want := []int{4, 9, 10}; !reflect.DeepEqual(got, want) { // ▁hello ▁world <0x21>
+		t.Errorf("Encode = %v, want %v", got, want)
+	}
+	if s := tk.Decode(got); s != "hello world!" {
+		t.Errorf("Decode = %q", s)
+	}
+}
+
+// A Llama-2-style tokenizer.json BPE with Metaspace: merges apply by rank, not by score.
+func TestBPEMetaspace(t *testing.T) {
+	dir := writeJSON(t, map[string]any{
+		"pre_tokenizer": map[string]any{"type": "Metaspace", "replacement": "▁"},
+		"model": map[string]any{"type": "BPE", "byte_fallback": true,
+			"vocab":  map[string]int{"<unk>": 0, "<s>": 1, "▁": 2, "a": 3, "b": 4, "▁a": 5, "ab": 6, "▁ab": 7},
+			"merges": []string{"a b", "▁ a", "▁ ab"}},
+	})
+	tk, err := FromHFDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tk.Encode("ab", true)
+	// "▁ab": rank 0 merges a+b first, then ▁+ab (rank 2); ▁+a (rank 1) never gets its turn
+	if want := []int{1, 7}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Encode = %v, want %v", got, want)
+	}
+}
