@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/kensa-scan/kensa/formats"
@@ -98,6 +99,13 @@ func Load(fm *formats.Model) (*Model, error) {
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err
+	}
+	var params int64
+	for i := range fm.Tensors {
+		params += fm.Tensors[i].Elements()
+	}
+	if need, budget := 4*params, MemoryBudget(); need > budget {
+		return nil, fmt.Errorf("llm: the model needs %.1f GiB as float32, more than the %.1f GiB budget (KENSA_MAX_MEMORY); dequantizing rows on the fly is not implemented", float64(need)/(1<<30), float64(budget)/(1<<30))
 	}
 	m := &Model{Config: cfg, Workers: 1}
 	read := func(name string, shape ...int) ([]float32, error) {
@@ -319,6 +327,36 @@ func hfConfig(dir string) (Config, error) {
 		c.Eps = 1e-6
 	}
 	return c, nil
+}
+
+// MemoryBudget is the most memory Load may use for float32 weights: $KENSA_MAX_MEMORY
+// (bytes, or with a K/M/G suffix) when set, else 75% of the machine's memory (16 GiB when
+// it cannot be read).
+func MemoryBudget() int64 {
+	if v := os.Getenv("KENSA_MAX_MEMORY"); v != "" {
+		mult := int64(1)
+		switch strings.ToUpper(v[len(v)-1:]) {
+		case "K":
+			mult, v = 1<<10, v[:len(v)-1]
+		case "M":
+			mult, v = 1<<20, v[:len(v)-1]
+		case "G":
+			mult, v = 1<<30, v[:len(v)-1]
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return n * mult
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					return kb * 1024 * 3 / 4
+				}
+			}
+		}
+	}
+	return 16 << 30
 }
 
 // Open opens a model file or Hugging Face directory and loads it.

@@ -118,3 +118,14 @@ func TestStoriesFluent(t *testing.T) {
 		t.Errorf("not fluent: %d words, %d common ones: %q", len(words), common, text)
 	}
 }
+
+func TestMemoryBudget(t *testing.T) {
+	t.Setenv("KENSA_MAX_MEMORY", "100K")
+	if got := MemoryBudget(); got != 100<<10 {
+		t.Errorf("MemoryBudget = %d", got)
+	}
+	_, err := Open(filepath.Join(corpus.Dir(t, "realfiles"), "llamacpp-stories260K.gguf"))
+	if err == nil || !strings.Contains(err.Error(), "budget") {
+		t.Errorf("a model over the budget loaded: %v", err)
+	}
+}
