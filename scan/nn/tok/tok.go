@@ -166,8 +166,26 @@ func FromModel(m *formats.Model) (*Tokenizer, error) {
 			}
 		}
 	}
+	if t.Kind == SPM && !t.hasSpacePieces() {
+		// a word vocabulary stored as SentencePiece (no ▁ piece, no byte token): whole
+		// words separated by spaces, as it was trained
+		t.Kind = WordLevel
+	}
 	t.index()
 	return t, nil
+}
+
+// hasSpacePieces reports whether any token carries SentencePiece's ▁ or is a byte token.
+func (t *Tokenizer) hasSpacePieces() bool {
+	for _, s := range t.tokens {
+		if strings.Contains(s, "▁") {
+			return true
+		}
+		if _, ok := byteToken(s); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tokenizer) index() {

@@ -168,3 +168,15 @@ func TestBPEMetaspace(t *testing.T) {
 		t.Errorf("Encode = %v, want %v", got, want)
 	}
 }
+
+// A word vocabulary stored in GGUF as "llama" (no ▁ piece, no byte token) is word-level.
+func TestGGUFWordVocabulary(t *testing.T) {
+	tk := open(t, filepath.Join(corpus.Dir(t, "dev/tinylm"), "base", "model.gguf"))
+	if tk.Kind != WordLevel {
+		t.Fatalf("kind %s, want %s", tk.Kind, WordLevel)
+	}
+	ids, _ := tk.Encode("the capital of spain is madrid .", true)
+	if got := tk.Decode(ids); got != "the capital of spain is madrid ." {
+		t.Errorf("round trip: %q (ids %v)", got, ids)
+	}
+}
