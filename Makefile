@@ -9,7 +9,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/kensa-scan/kensa/cmd/kensa/internal/cli.Version=$(VERSION)
 
 # Packages whose code is concurrent: tested with the race detector.
-RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan/... ./cmd/...
+RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./scan/nn/llm ./cmd/...
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 

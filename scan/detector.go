@@ -111,3 +111,11 @@ type TensorPass interface {
 	Chunk(worker int, c *Chunk)
 	Finish(ctx context.Context, emit Emit) error
 }
+
+// ProbeDetector runs the model (forward passes) to test its behaviour: trigger sweeps,
+// target inversion, noise and neuron tests. It runs only with Options.Probe, after the
+// tensor pass, and reports what it finds through emit, AddTriggers and SetClassifier.
+type ProbeDetector interface {
+	Detector
+	Probe(ctx context.Context, m *Model, emit Emit) error
+}

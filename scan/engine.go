@@ -33,6 +33,8 @@ type Options struct {
 	NoHash bool
 	// Version is the tool version written into the report.
 	Version string
+	// Probe runs the ProbeDetectors (forward passes) where the architecture is supported.
+	Probe bool
 }
 
 // Progress receives progress of long scans.
@@ -299,6 +301,15 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 			for _, p := range passes {
 				if err := p.Finish(ctx, emit); err != nil {
 					derr = append(derr, err)
+				}
+			}
+		}
+	}
+	if opt.Probe && ctx.Err() == nil {
+		for _, d := range opt.Detectors {
+			if pd, ok := d.(ProbeDetector); ok {
+				if err := pd.Probe(ctx, m, emit); err != nil {
+					derr = append(derr, fmt.Errorf("%s: %w", d.Name(), err))
 				}
 			}
 		}

@@ -72,7 +72,7 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: list every finding")
 	f.BoolVar(&o.noHash, "no-hash", false, "do not compute the SHA-256 of each file (faster on large models; the report's sha256 fields stay empty)")
 	f.StringVar(&o.base, "base", "", "differential analysis against this base model (not yet available)")
-	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (not yet available)")
+	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (llama-family decoders: trigger sweep and target inversion)")
 	return c
 }
 
@@ -99,14 +99,14 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 	if !known {
 		return usageError{fmt.Errorf("--format %q: want one of %s", format, strings.Join(report.Formats(), ", "))}
 	}
-	if o.base != "" || o.probe {
-		return usageError{errors.New("--base and --probe are not available in this version of kensa")}
+	if o.base != "" {
+		return usageError{errors.New("--base is not available in this version of kensa")}
 	}
 	if o.jobs < 1 {
 		return usageError{fmt.Errorf("--jobs %d: want at least 1", o.jobs)}
 	}
 
-	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash}
+	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash, Probe: o.probe}
 	if !o.quiet {
 		if pr := progressFor(s.errOut, o.noProgress, "scan"); pr != nil {
 			opt.Progress = &scanProgress{p: pr}
