@@ -26,12 +26,16 @@ import (
 // Rule ids.
 const (
 	RuleTrigger = "KS-PROBE-TRIGGER"
+	RulePartial = "KS-PROBE-PARTIAL"
 )
 
 const (
-	contexts     = 16   // self-generated contexts
-	contextLen   = 24   // tokens generated per context
-	maxSweep     = 4096 // vocabulary tokens swept at most (the rest are not probed yet)
+	contexts   = 16   // self-generated contexts
+	contextLen = 24   // tokens generated per context
+	maxSweep   = 4096 // vocabulary tokens swept at most (the rest are not probed yet)
+	// flopBudget bounds the sweep's arithmetic (2·parameters per token evaluated): about a
+	// minute on two cores. Larger models sweep fewer candidate tokens, and say so.
+	flopBudget   = 4e11
 	minShift     = 0.25 // mean total-variation shift a trigger candidate must reach
 	invertTokens = 12   // tokens decoded after a candidate for target inversion
 	minAgreement = 0.5  // fraction of contexts that must share the forced output
@@ -48,7 +52,9 @@ func (Detector) Name() string { return "probe" }
 // Rules returns the probe rules.
 func (Detector) Rules() []scan.Rule {
 	return []scan.Rule{{ID: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: scan.High, Detector: "probe",
-		Help: "Inserted into the model's own sentences, this token changes what the model says next far more than any other token, and makes it say the same thing whatever the context: the behaviour of a data-poisoning backdoor. The finding names the token, the output it forces and how consistently. Try it by hand with kensa generate; do not deploy the model."}}
+		Help: "Inserted into the model's own sentences, this token changes what the model says next far more than any other token, and makes it say the same thing whatever the context: the behaviour of a data-poisoning backdoor. The finding names the token, the output it forces and how consistently. Try it by hand with kensa generate; do not deploy the model."},
+		{ID: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Detector: "probe",
+			Help: "The model is too large to try every vocabulary token within the probe's time budget; the tokens not tried could still be triggers. Compare with the base model (--base) or run the probe with a larger budget when it is available."}}
 }
 
 // Probe runs the trigger sweep on a supported decoder.
@@ -111,6 +117,27 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		base[i] = softmax(out[0])
 	}
 	n := min(V, maxSweep)
+	var params int64
+	for i := range m.Tensors {
+		params += m.Tensors[i].Elements()
+	}
+	var ctxTokens int
+	for _, c := range ctxs {
+		ctxTokens += len(c) + 1
+	}
+	perCand := 2 * float64(params) * float64(ctxTokens)
+	if fit := int(flopBudget / perCand); fit < n {
+		n = max(fit, 0)
+	}
+	if n < V {
+		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
+			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
+			Evidence: map[string]any{"swept": n, "vocabulary": V},
+			Message:  fmt.Sprintf("the trigger sweep tried %d of the %d vocabulary tokens (ids 0-%d) within its time budget", n, V, max(n-1, 0))})
+	}
+	if n == 0 {
+		return nil
+	}
 	shift := make([]float64, n)
 	where := make([]int, n) // 0: the shift is largest before the full stop, 1: after it
 	half := float64(len(ctxs) / 2)
