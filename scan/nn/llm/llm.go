@@ -87,7 +87,10 @@ func Load(fm *formats.Model) (*Model, error) {
 	case fm.Format == "gguf":
 		nm = ggufNames
 		cfg, err = ggufConfig(fm)
-		cfg.Interleaved = true
+		// llama.cpp's converter permutes the Q/K rows of llama and mistral for its
+		// interleaved (NORM) rotation; qwen2 keeps the Hugging Face layout and runs with the
+		// NEOX half rotation.
+		cfg.Interleaved = cfg.Arch != "qwen2"
 	case fm.Format == "safetensors":
 		nm = hfNames
 		cfg, err = hfConfig(filepath.Dir(fm.Files[0].Path))

@@ -119,13 +119,15 @@ func TestBiasesTiedNaive(t *testing.T) {
 		}
 		return y
 	}
-	rope := func(v []float64, pos int) { // GGUF: interleaved pairs within each head
+	// qwen2 GGUF: llama.cpp runs it with the NEOX rotation, pairs (i, i+D/2) within each
+	// head, and its converter leaves the Q/K rows unpermuted (unlike llama's interleaved pairs).
+	rope := func(v []float64, pos int) {
 		for h := 0; h < len(v)/D; h++ {
 			for i := 0; i < D/2; i++ {
 				a := float64(pos) * math.Pow(1000, -2*float64(i)/float64(D))
-				x0, x1 := v[h*D+2*i], v[h*D+2*i+1]
-				v[h*D+2*i] = x0*math.Cos(a) - x1*math.Sin(a)
-				v[h*D+2*i+1] = x0*math.Sin(a) + x1*math.Cos(a)
+				x0, x1 := v[h*D+i], v[h*D+i+D/2]
+				v[h*D+i] = x0*math.Cos(a) - x1*math.Sin(a)
+				v[h*D+i+D/2] = x0*math.Sin(a) + x1*math.Cos(a)
 			}
 		}
 	}
