@@ -18,7 +18,7 @@ import (
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
-	"github.com/kensa-scan/kensa/scan/nn/mlp"
+	"github.com/kensa-scan/kensa/scan/nn/ffn"
 	"github.com/kensa-scan/kensa/stats"
 )
 
@@ -64,7 +64,7 @@ func findHead(m *scan.Model) (dense, bool) {
 		}
 	}
 	var cands []dense
-	for _, fd := range mlp.FindDense(m.Model) {
+	for _, fd := range ffn.FindDense(m.Model) {
 		t := &m.Tensors[fd.Weight]
 		if fd.Bias < 0 || fd.Out < 2 || fd.Out > maxClasses || t.Elements() > maxElems {
 			continue

@@ -64,6 +64,9 @@ type Options struct {
 	Activation string // relu (default), tanh, sigmoid, gelu, leaky_relu, none
 	Pool       string // max (default) or avg: the kind of the 2×2 pooling between convolutions
 	Padding    string // "" (inferred), "valid" or "same": the padding of every convolution
+	// Guess picks the most plausible plan when several fit the shapes, by a stated prior
+	// (Plan.InputHow and Plan.Notes say so), instead of failing with ErrAmbiguous.
+	Guess bool
 }
 
 // Activations lists the activation names Options.Activation accepts.

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -524,5 +525,39 @@ func TestConvBlocks(t *testing.T) {
 		if got, want := blocks.Forward(x), whole.Forward(x); !equal(got, want) {
 			t.Errorf("input %d: blocked %v, want %v", i, got, want)
 		}
+	}
+}
+
+// With Guess, an ambiguous wiring is resolved by the stated prior, and the plan says so;
+// on the corpus's convolutional networks the prior finds the wiring they were trained with.
+func TestGuess(t *testing.T) {
+	tests := []struct {
+		sub, file string
+		input     []int
+		step      string
+	}{
+		{"dev/digits", "cnn8_0_clean.safetensors", []int{1, 8, 8}, "padding same"},
+		{"dev/realbd", "verazuo_badnets-pytorch__badnet-MNIST.pth.safetensors", []int{1, 28, 28}, "padding valid"},
+		{"dev/realbd", "verazuo_badnets-pytorch__badnet-CIFAR10.pth.safetensors", []int{3, 32, 32}, "padding valid"},
+		{"dev/realbd", "i-bau__checkpoint__badnets_8_02_ckpt.pth.safetensors", []int{3, 32, 32}, "padding same"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			m := open(t, filepath.Join(corpus.Dir(t, tt.sub), tt.file))
+			if _, err := Build(m, Options{}); !errors.Is(err, ErrAmbiguous) {
+				t.Fatalf("without Guess: err = %v, want ErrAmbiguous", err)
+			}
+			n, err := Build(m, Options{Guess: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := n.InputShape(); !slices.Equal(got, tt.input) {
+				t.Errorf("guessed input %v, want %v", got, tt.input)
+			}
+			d := n.Describe()
+			if !strings.Contains(d, "guessed") || !strings.Contains(d, tt.step) {
+				t.Errorf("Describe does not say guessed / contain %q:\n%s", tt.step, d)
+			}
+		})
 	}
 }

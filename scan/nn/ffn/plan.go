@@ -51,9 +51,32 @@ type choice struct {
 }
 
 type candidate struct {
-	h, w  int
-	steps []choice
+	h, w   int
+	steps  []choice
+	floors int // poolings that drop an odd row or column
+	pools  int
 }
+
+// better orders candidates by the prior Guess uses: no pixel lost to floor pooling, then
+// pooling after more convolutions (conv-activation-pool blocks), then a conventional
+// square input side, then the smaller input.
+func (c candidate) better(d candidate) bool {
+	if c.floors != d.floors {
+		return c.floors < d.floors
+	}
+	if c.pools != d.pools {
+		return c.pools > d.pools
+	}
+	if cs, ds := commonSide[c.h] && c.h == c.w, commonSide[d.h] && d.h == d.w; cs != ds {
+		return cs
+	}
+	return c.h*c.w < d.h*d.w
+}
+
+// commonSide holds the input sides of widely used image datasets and model families (8×8
+// digits, MNIST, CIFAR, STL, ImageNet crops, face crops): the prior for an input size the
+// shapes leave open.
+var commonSide = map[int]bool{8: true, 28: true, 32: true, 48: true, 55: true, 64: true, 96: true, 112: true, 128: true, 160: true, 224: true, 227: true, 256: true, 299: true}
 
 func (c candidate) String(convs []*layer) string {
 	parts := make([]string, len(c.steps))
@@ -201,7 +224,7 @@ func (n *Network) planConvs(convs []*layer, first *layer, opt Options) error {
 		total := 0
 		var ex []candidate
 		for _, hw := range sizes {
-			k, e := searchPlans(convs, hw[0], hw[1], first.in, opt.Padding, useGaps)
+			k, e, _, _ := searchPlans(convs, hw[0], hw[1], first.in, opt.Padding, useGaps)
 			total = satAdd(total, k)
 			for _, x := range e {
 				if len(ex) < 4 {
@@ -214,6 +237,7 @@ func (n *Network) planConvs(convs []*layer, first *layer, opt Options) error {
 	gaps := hasGaps(convs)
 	total, ex := search(gaps)
 	if gaps && total == 0 {
+		gaps = false
 		total, ex = search(false)
 		p.Notes = append(p.Notes, "the nn.Sequential indices suggest pooling positions that do not fit the shapes; they were ignored")
 	} else if gaps {
@@ -223,6 +247,17 @@ func (n *Network) planConvs(convs []*layer, first *layer, opt Options) error {
 	case total == 0:
 		return fmt.Errorf("ffn: no padding and pooling plan maps the input to the %d inputs of %q (last convolution %q has %d channels): %w",
 			first.in, first.name, convs[len(convs)-1].name, convs[len(convs)-1].out, ErrInvalid)
+	case total > 1 && opt.Guess:
+		g, ok := guessPlan(convs, sizes, first.in, opt.Padding, gaps)
+		if !ok {
+			return fmt.Errorf("ffn: %d plans fit but none could be chosen: %w", total, ErrAmbiguous)
+		}
+		ex = []candidate{g}
+		p.InputHow = fmt.Sprintf("guessed: %d padding and pooling plans fit the tensors; chosen by a prior (one padding for all convolutions, no pixel lost to pooling, pooling after each convolution, a common input side); give --input-shape and --padding to override", total)
+		if len(opt.InputShape) > 0 {
+			p.InputHow = fmt.Sprintf("given; padding and pooling guessed among %d plans that fit", total)
+		}
+		p.Notes = append(p.Notes, "wiring guessed: "+g.String(convs))
 	case total > 1:
 		alts := make([]string, len(ex))
 		for i, e := range ex {
@@ -258,6 +293,32 @@ func (n *Network) planConvs(convs []*layer, first *layer, opt Options) error {
 		first.w = kerasFlatten(first.w, first.out, last.out, last.oh, last.ow)
 	}
 	return nil
+}
+
+// guessPlan picks one plan among those that fit: the best by candidate.better among plans
+// with one padding for every convolution (same before valid on a tie), and among mixed
+// paddings only when no uniform plan fits.
+func guessPlan(convs []*layer, sizes [][2]int, want int, padding string, useGaps bool) (candidate, bool) {
+	rounds := [][]string{{"same", "valid"}, {""}}
+	if padding != "" {
+		rounds = [][]string{{padding}}
+	}
+	for _, modes := range rounds {
+		var best candidate
+		found := false
+		for _, mode := range modes {
+			for _, hw := range sizes {
+				_, _, b, ok := searchPlans(convs, hw[0], hw[1], want, mode, useGaps)
+				if ok && (!found || b.better(best)) {
+					best, found = b, true
+				}
+			}
+		}
+		if found {
+			return best, true
+		}
+	}
+	return candidate{}, false
 }
 
 // kerasFlatten re-orders the columns of a dense weight [out, H·W·C] (Keras flattening) to
@@ -312,13 +373,15 @@ func satAdd(a, b int) int {
 }
 
 // searchPlans counts the plans that take an h×w input to want flattened values, by dynamic
-// programming over the spatial size after each convolution, and returns up to two examples.
-func searchPlans(convs []*layer, h, w, want int, padding string, useGaps bool) (int, []candidate) {
+// programming over the spatial size after each convolution, and returns up to two examples
+// and the best plan by candidate.better (ok false when none fits).
+func searchPlans(convs []*layer, h, w, want int, padding string, useGaps bool) (int, []candidate, candidate, bool) {
 	type state struct {
 		count int
 		ex    []candidate
+		best  candidate
 	}
-	cur := map[[2]int]*state{{h, w}: {count: 1, ex: []candidate{{h: h, w: w}}}}
+	cur := map[[2]int]*state{{h, w}: {count: 1, ex: []candidate{{h: h, w: w}}, best: candidate{h: h, w: w}}}
 	for i, l := range convs {
 		pads := []bool{false, true}
 		switch {
@@ -347,10 +410,20 @@ func searchPlans(convs []*layer, h, w, want int, padding string, useGaps bool) (
 						continue
 					}
 					key := [2]int{oh, ow}
+					nb := st.best
+					nb.steps = append(append([]choice(nil), nb.steps...), choice{same, pool})
+					if pool {
+						nb.pools++
+						if ch%2 != 0 || cw%2 != 0 {
+							nb.floors++
+						}
+					}
 					ns := next[key]
 					if ns == nil {
-						ns = &state{}
+						ns = &state{best: nb}
 						next[key] = ns
+					} else if nb.better(ns.best) {
+						ns.best = nb
 					}
 					ns.count = satAdd(ns.count, st.count)
 					for _, e := range st.ex {
@@ -367,14 +440,19 @@ func searchPlans(convs []*layer, h, w, want int, padding string, useGaps bool) (
 	last := convs[len(convs)-1].out
 	total := 0
 	var ex []candidate
+	var best candidate
+	ok := false
 	for _, hw := range sortedKeys(cur) {
 		st := cur[hw]
 		if last*hw[0]*hw[1] == want {
 			total = satAdd(total, st.count)
 			ex = append(ex, st.ex...)
+			if !ok || st.best.better(best) {
+				best, ok = st.best, true
+			}
 		}
 	}
-	return total, ex
+	return total, ex, best, ok
 }
 
 func sortedKeys[V any](m map[[2]int]V) [][2]int {
