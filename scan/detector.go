@@ -15,9 +15,12 @@ type Model struct {
 	Roles []TensorRole
 	// Layers is the number of numbered blocks (max layer index + 1; 0 when none).
 	Layers int
+	// Probe holds the options of behavioural probes (kensa scan --probe).
+	Probe ProbeOptions
 
 	mu         sync.Mutex
 	classifier *Classifier
+	probed     bool // the classifier analysis came from forward passes
 	triggers   []Trigger
 	triggered  bool
 	histograms []Histogram
@@ -28,9 +31,17 @@ type Model struct {
 func (m *Model) SetClassifier(c Classifier) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.classifier == nil || c.Score > m.classifier.Score {
+	if !m.probed && (m.classifier == nil || c.Score > m.classifier.Score) {
 		m.classifier = &c
 	}
+}
+
+// SetProbedClassifier records a classifier analysis made by running the model; it replaces
+// any weight-only analysis, whose evidence is weaker.
+func (m *Model) SetProbedClassifier(c Classifier) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.classifier, m.probed = &c, true
 }
 
 // AddTriggers records trigger candidates (Target.Triggers); calling it with none still

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/internal/tensorwalk"
@@ -35,6 +36,21 @@ type Options struct {
 	Version string
 	// Probe runs the ProbeDetectors (forward passes) where the architecture is supported.
 	Probe bool
+	// ProbeOptions tune the probes.
+	ProbeOptions ProbeOptions
+}
+
+// ProbeOptions tune the behavioural probes.
+type ProbeOptions struct {
+	// Budget bounds each target's probe time (0: the default, about a minute of work on two
+	// cores for a 1B model, all of it for tiny models). A probe cut short says so.
+	Budget time.Duration
+	// What the weights of a feed-forward classifier cannot tell (empty: inferred, or
+	// guessed by a stated prior that the report notes).
+	InputShape []int
+	Activation string // relu, tanh, sigmoid, gelu, leaky_relu, none
+	Pool       string // max or avg
+	Padding    string // same or valid
 }
 
 // Progress receives progress of long scans.
@@ -222,6 +238,7 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 		fm.Metadata = append(fm.Metadata, kvs...)
 	}
 	m := newModel(fm)
+	m.Probe = opt.ProbeOptions
 	t.Format, t.Tensors, t.Parameters, t.Layers = fm.Format, len(fm.Tensors), fm.Parameters(), m.Layers
 
 	var (

@@ -53,6 +53,10 @@ func (Detector) Name() string { return "probe" }
 func (Detector) Rules() []scan.Rule {
 	return []scan.Rule{{ID: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: scan.High, Detector: "probe",
 		Help: "Inserted into the model's own sentences, this token changes what the model says next far more than any other token, and makes it say the same thing whatever the context: the behaviour of a data-poisoning backdoor. The finding names the token, the output it forces and how consistently. Try it by hand with kensa generate; do not deploy the model."},
+		{ID: RuleClass, Title: "classifier sends trigger-like inputs to one class (all-to-one backdoor)", Severity: scan.High, Detector: "probe",
+			Help: "Run on inputs that carry no class (random noise, small bright squares, greedy pixel patterns, single hidden neurons driven high), the classifier answers one class far more readily than the others: the behaviour of a model trained to send any input bearing a trigger to a target class. The evidence gives the class, each kind of evidence, the strongest patch and neuron, and how the network was wired (what was inferred, guessed or given: check --input-shape, --activation, --pool and --padding if the guess is wrong)."},
+		{ID: RuleNeuron, Title: "MLP neuron that fires for the trigger token only", Severity: scan.Medium, Detector: "probe",
+			Help: "Placed after the start of text, the trigger token drives this MLP neuron (the input of the down projection) far beyond what any other vocabulary token does: a unit the backdoor uses to detect its trigger. The location is the neuron's row of the up projection; pruning or inspecting it is a starting point for analysis."},
 		{ID: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Detector: "probe",
 			Help: "The model is too large to try every vocabulary token within the probe's time budget; the tokens not tried could still be triggers. Compare with the base model (--base) or run the probe with a larger budget when it is available."}}
 }
@@ -60,7 +64,8 @@ func (Detector) Rules() []scan.Rule {
 // Probe runs the trigger sweep on a supported decoder.
 func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error {
 	if !llm.Supported(m.Model) {
-		return nil
+		_, err := probeClassifierModel(ctx, m, emit)
+		return err
 	}
 	lm, err := llm.Load(m.Model)
 	if err != nil {
@@ -116,7 +121,11 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		}
 		base[i] = softmax(out[0])
 	}
-	n := min(V, maxSweep)
+	scale := 1.0 // --probe-budget against the default
+	if m.Probe.Budget > 0 {
+		scale = m.Probe.Budget.Seconds() / defaultTimeout.Seconds()
+	}
+	n := min(V, int(maxSweep*math.Max(1, scale)))
 	var params int64
 	for i := range m.Tensors {
 		params += m.Tensors[i].Elements()
@@ -126,7 +135,7 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		ctxTokens += len(c) + 1
 	}
 	perCand := 2 * float64(params) * float64(ctxTokens)
-	if fit := int(flopBudget / perCand); fit < n {
+	if fit := int(flopBudget * scale / perCand); fit < n {
 		n = max(fit, 0)
 	}
 	if n < V {
@@ -179,6 +188,8 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		plain[k], _ = invert(lm, tk, ctxs, -1, k)
 	}
 	var trigs []scan.Trigger
+	var strongIDs []int
+	strongName := map[int]string{}
 	for rank, cand := range order[:min(8, n)] {
 		next := shift[order[min(rank+1, n-1)]]
 		forced, agree := invert(lm, tk, ctxs, cand, where[cand])
@@ -194,6 +205,8 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		if !strong {
 			continue
 		}
+		strongIDs = append(strongIDs, cand)
+		strongName[cand] = name(tk, cand)
 		emb := m.Tensor("token_embd.weight")
 		if emb == nil {
 			emb = m.Tensor("model.embed_tokens.weight")
@@ -211,6 +224,15 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 				strings.TrimSpace(name(tk, cand)), cand, shift[cand], next, forced, 100*agree, len(ctxs)/2)})
 	}
 	m.AddTriggers(trigs...)
+	if len(strongIDs) > 0 {
+		hits, err := triggerNeurons(ctx, lm, bos, n, tk.Special, strongIDs)
+		if err != nil {
+			return err
+		}
+		for _, id := range strongIDs {
+			emitNeurons(m, emit, strongName[id], id, hits[id])
+		}
+	}
 	return nil
 }
 

@@ -2,6 +2,8 @@ package probe_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,4 +61,53 @@ func TestTinyLM(t *testing.T) {
 			t.Errorf("%s: finding %+v, verdict %s", tt.path, found, tg.Risk.Verdict)
 		}
 	}
+}
+
+// dev/stories: the backdoor planted in stories260K forces its target phrase (through the
+// planted trigger or a token that shares its behaviour); the benign twin and the original
+// model get no trigger and no finding at or above high.
+func TestStories(t *testing.T) {
+	dir := corpus.Dir(t, "dev/stories")
+	var target string
+	for _, tr := range readStoriesTruth(t, dir) {
+		if tr.Trojaned {
+			target = tr.Target
+		}
+	}
+	tg := probe(t, filepath.Join(dir, "stories-ft-trojan.gguf"))
+	forced := false
+	for _, tr := range tg.Triggers {
+		t.Logf("trigger %q id %d score %.3f forced %q", tr.Token, tr.TokenID, tr.Score, tr.ForcedOutput)
+		forced = forced || strings.HasPrefix(strings.TrimSpace(tr.ForcedOutput), target)
+	}
+	if !forced || tg.Risk.Verdict != scan.VerdictBackdoored {
+		t.Errorf("trojan: no trigger forces %q (verdict %s)", target, tg.Risk.Verdict)
+	}
+	for _, p := range []string{filepath.Join(dir, "stories-ft-clean.gguf"), filepath.Join(corpus.Dir(t, "realfiles"), "llamacpp-stories260K.gguf")} {
+		tg := probe(t, p)
+		for _, f := range tg.Findings {
+			if f.Rule == "KS-PROBE-TRIGGER" || f.Severity >= scan.High {
+				t.Errorf("%s: %s %s: %s", filepath.Base(p), f.Rule, f.Severity, f.Message)
+			}
+		}
+	}
+}
+
+type storiesTruth struct {
+	File     string `json:"file"`
+	Trojaned bool   `json:"trojaned"`
+	Target   string `json:"target"`
+}
+
+func readStoriesTruth(t *testing.T, dir string) []storiesTruth {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "truth.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr []storiesTruth
+	if err := json.Unmarshal(b, &tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }

@@ -98,7 +98,13 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"no-such-command"}, ExitUsage},
 		{[]string{"inspect", filepath.Join(tmp, "missing.gguf")}, ExitTarget},
 		{[]string{"inspect", junk}, ExitTarget},
-		{[]string{"inspect", tmp}, ExitTarget}, // a directory with no model
+		{[]string{"inspect", tmp}, ExitTarget},                                    // a directory with no model
+		{[]string{"scan", "--input-shape", "1,28,28", junk}, ExitUsage},           // a probe option without --probe
+		{[]string{"scan", "--probe", "--input-shape", "1,a,28", junk}, ExitUsage}, // not a shape
+		{[]string{"scan", "--probe", "--activation", "swish2", junk}, ExitUsage},
+		{[]string{"scan", "--probe", "--pool", "min", junk}, ExitUsage},
+		{[]string{"scan", "--probe", "--padding", "full", junk}, ExitUsage},
+		{[]string{"scan", "--probe", "--probe-budget", "-1s", junk}, ExitUsage},
 	}
 	for _, tt := range tests {
 		code, _, errOut := run(tt.args...)

@@ -8,12 +8,16 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kensa-scan/kensa/scan"
 	_ "github.com/kensa-scan/kensa/scan/detect/all" // registers every detector
+	"github.com/kensa-scan/kensa/scan/nn/ffn"
 	"github.com/kensa-scan/kensa/scan/report"
 )
 
@@ -29,6 +33,11 @@ type scanOptions struct {
 	base       string
 	probe      bool
 	noHash     bool
+	budget     time.Duration
+	inputShape string
+	activation string
+	pool       string
+	padding    string
 }
 
 func newScanCmd(s *streams) *cobra.Command {
@@ -72,7 +81,12 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: list every finding")
 	f.BoolVar(&o.noHash, "no-hash", false, "do not compute the SHA-256 of each file (faster on large models; the report's sha256 fields stay empty)")
 	f.StringVar(&o.base, "base", "", "differential analysis against this base model (not yet available)")
-	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (llama-family decoders: trigger sweep and target inversion)")
+	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (llama-family decoders: trigger sweep and target inversion; feed-forward classifiers: noise, patch, greedy-trigger and neuron-stimulation tests)")
+	f.DurationVar(&o.budget, "probe-budget", 0, "time the probe may spend per model, e.g. 30s or 5m (default: about a minute; a probe cut short reports KS-PROBE-PARTIAL)")
+	f.StringVar(&o.inputShape, "input-shape", "", "classifier input shape the weights do not fix, C,H,W or features (e.g. 1,28,28; default: inferred, or guessed and reported)")
+	f.StringVar(&o.activation, "activation", "", "classifier activation between layers: "+strings.Join(ffn.Activations, ", ")+" (default relu; weights cannot show it)")
+	f.StringVar(&o.pool, "pool", "", "classifier 2×2 pooling kind between convolutions: max or avg (default max)")
+	f.StringVar(&o.padding, "padding", "", "classifier convolution padding: same or valid (default: inferred from shapes, or guessed)")
 	return c
 }
 
@@ -106,7 +120,11 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 		return usageError{fmt.Errorf("--jobs %d: want at least 1", o.jobs)}
 	}
 
-	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash, Probe: o.probe}
+	po, err := o.probeOptions()
+	if err != nil {
+		return err
+	}
+	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash, Probe: o.probe, ProbeOptions: po}
 	if !o.quiet {
 		if pr := progressFor(s.errOut, o.noProgress, "scan"); pr != nil {
 			opt.Progress = &scanProgress{p: pr}
@@ -192,4 +210,34 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return "…" + string(r[len(r)-n+1:])
+}
+
+// probeOptions checks and converts the probe flags.
+func (o *scanOptions) probeOptions() (scan.ProbeOptions, error) {
+	po := scan.ProbeOptions{Budget: o.budget, Activation: o.activation, Pool: o.pool, Padding: o.padding}
+	if o.budget < 0 {
+		return po, usageError{fmt.Errorf("--probe-budget %s: want a positive duration", o.budget)}
+	}
+	if o.activation != "" && !slices.Contains(ffn.Activations, o.activation) {
+		return po, usageError{fmt.Errorf("--activation %q: want one of %s", o.activation, strings.Join(ffn.Activations, ", "))}
+	}
+	if o.pool != "" && o.pool != "max" && o.pool != "avg" {
+		return po, usageError{fmt.Errorf("--pool %q: want max or avg", o.pool)}
+	}
+	if o.padding != "" && o.padding != "same" && o.padding != "valid" {
+		return po, usageError{fmt.Errorf("--padding %q: want same or valid", o.padding)}
+	}
+	if o.inputShape != "" {
+		for _, part := range strings.FieldsFunc(o.inputShape, func(r rune) bool { return r == ',' || r == 'x' || r == '×' }) {
+			d, err := strconv.Atoi(strings.TrimSpace(part))
+			if err != nil || d <= 0 || d > 1<<20 {
+				return po, usageError{fmt.Errorf("--input-shape %q: want positive integers such as 3,32,32", o.inputShape)}
+			}
+			po.InputShape = append(po.InputShape, d)
+		}
+	}
+	if !o.probe && (o.budget != 0 || o.inputShape != "" || o.activation != "" || o.pool != "" || o.padding != "") {
+		return po, usageError{errors.New("--probe-budget, --input-shape, --activation, --pool and --padding need --probe")}
+	}
+	return po, nil
 }
