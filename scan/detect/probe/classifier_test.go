@@ -19,16 +19,21 @@ type truthEntry struct {
 }
 
 func readTruth(t *testing.T, dir string) []truthEntry {
+	var tr []truthEntry
+	readJSON(t, filepath.Join(dir, "truth.json"), &tr)
+	return tr
+}
+
+// readJSON decodes the JSON file at path into v.
+func readJSON(t *testing.T, path string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "truth.json"))
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tr []truthEntry
-	if err := json.Unmarshal(b, &tr); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
 	}
-	return tr
 }
 
 // evalClassifiers probes the labelled classifiers whose file names pass keep and returns

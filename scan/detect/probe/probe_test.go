@@ -2,8 +2,6 @@ package probe_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,14 +98,7 @@ type storiesTruth struct {
 }
 
 func readStoriesTruth(t *testing.T, dir string) []storiesTruth {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "truth.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var tr []storiesTruth
-	if err := json.Unmarshal(b, &tr); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, filepath.Join(dir, "truth.json"), &tr)
 	return tr
 }
