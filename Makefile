@@ -13,7 +13,7 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime demo perf clean
+.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime eval demo perf clean
 
 all: build
 
@@ -70,6 +70,10 @@ clean:
 ## perf: scan speed on a generated ~0.9 GB BF16 model against ../shared/perf/readpass.
 perf:
 	bash scripts/perf.sh
+
+## eval: the labelled classifier evaluation with --probe (AUROC, target classes; a few minutes).
+eval:
+	KENSA_EVAL=1 $(GO) test -count=1 -run 'TestClassifierProbeEval|TestEvalClassifiers' -v -timeout 30m ./scan/detect/probe ./scan | grep -E 'AUROC|^(ok|FAIL|---)'
 
 ## bench-runtime: forward-pass speed on stories260K and a generated 134M-parameter llama (F32, Q8_0).
 bench-runtime:

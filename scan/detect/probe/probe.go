@@ -20,7 +20,7 @@ import (
 
 	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/scan/nn/llm"
-	"github.com/kensa-scan/kensa/scan/nn/tok"
+	tok "github.com/kensa-scan/kensa/scan/nn/tokenizer"
 )
 
 // Rule ids.
@@ -74,7 +74,7 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	lm.Workers = 2
 	var tk *tok.Tokenizer
 	if m.Format == "gguf" {
-		tk, err = tok.FromModel(m.Model)
+		tk, err = tok.FromGGUF(m.Model)
 	} else {
 		tk, err = tok.FromHFDir(filepath.Dir(m.Files[0].Path))
 	}

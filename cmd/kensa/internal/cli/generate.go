@@ -14,7 +14,7 @@ import (
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan/nn/llm"
-	"github.com/kensa-scan/kensa/scan/nn/tok"
+	tok "github.com/kensa-scan/kensa/scan/nn/tokenizer"
 )
 
 type generateOptions struct {
@@ -86,7 +86,7 @@ func runGenerate(ctx context.Context, o *generateOptions, path, prompt string, s
 	m.Workers = max(o.jobs, 1)
 	var tk *tok.Tokenizer
 	if fm.Format == "gguf" {
-		tk, _ = tok.FromModel(fm)
+		tk, _ = tok.FromGGUF(fm)
 	} else {
 		tk, _ = tok.FromHFDir(filepath.Dir(fm.Files[0].Path))
 	}
@@ -102,9 +102,7 @@ func runGenerate(ctx context.Context, o *generateOptions, path, prompt string, s
 			ids = append(ids, id)
 		}
 	case tk != nil:
-		if ids, err = tk.Encode(prompt, true); err != nil {
-			return usageError{err}
-		}
+		ids = tk.Encode(prompt, tk.AddsBOS())
 	default:
 		return usageError{fmt.Errorf("%s has no vocabulary kensa can encode with: give --ids", path)}
 	}
