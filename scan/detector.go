@@ -130,3 +130,10 @@ type ProbeDetector interface {
 	Detector
 	Probe(ctx context.Context, m *Model, emit Emit) error
 }
+
+// DiffDetector compares a target with the base model it claims to derive from
+// (Options.Base); it runs after the tensor pass.
+type DiffDetector interface {
+	Detector
+	Diff(ctx context.Context, base, cand *Model, emit Emit) error
+}

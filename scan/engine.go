@@ -38,6 +38,9 @@ type Options struct {
 	Probe bool
 	// ProbeOptions tune the probes.
 	ProbeOptions ProbeOptions
+	// Base is a reference model (file or directory, any format) the targets are compared
+	// with by the DiffDetectors; "" for none.
+	Base string
 }
 
 // ProbeOptions tune the behavioural probes.
@@ -207,11 +210,29 @@ func Run(ctx context.Context, paths []string, opt Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Schema: Schema, Tool: Tool{Name: "kensa", Version: opt.Version}, Targets: []Target{}}
+	var base *Model
+	var baseErr error
+	if opt.Base != "" {
+		bm, err := formats.Open(opt.Base)
+		if err != nil {
+			baseErr = fmt.Errorf("base model: %w", err)
+		} else {
+			defer bm.Close()
+			if kvs, err := companionMetadata(bm); err == nil {
+				bm.Metadata = append(bm.Metadata, kvs...)
+			}
+			base = newModel(bm)
+		}
+	}
 	for _, p := range targets {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		t, err := scanTarget(ctx, p, &opt)
+		if baseErr != nil {
+			rep.Targets = append(rep.Targets, Target{Path: p, Findings: []Finding{}, Files: []FileInfo{}, Error: baseErr.Error(), Risk: Risk{Verdict: VerdictError}})
+			continue
+		}
+		t, err := scanTarget(ctx, p, &opt, base)
 		rep.Targets = append(rep.Targets, t)
 		if err != nil {
 			return rep, err
@@ -222,7 +243,7 @@ func Run(ctx context.Context, paths []string, opt Options) (*Report, error) {
 
 // scanTarget scans one model. Errors reading the model go into the Target; the returned
 // error is only ctx's.
-func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) {
+func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Target, error) {
 	t := Target{Path: path, Findings: []Finding{}, Files: []FileInfo{}}
 	fm, err := formats.Open(path)
 	if err != nil {
@@ -318,6 +339,15 @@ func scanTarget(ctx context.Context, path string, opt *Options) (Target, error) 
 			for _, p := range passes {
 				if err := p.Finish(ctx, emit); err != nil {
 					derr = append(derr, err)
+				}
+			}
+		}
+	}
+	if base != nil && ctx.Err() == nil {
+		for _, d := range opt.Detectors {
+			if dd, ok := d.(DiffDetector); ok {
+				if err := dd.Diff(ctx, base, m, emit); err != nil {
+					derr = append(derr, fmt.Errorf("%s: %w", d.Name(), err))
 				}
 			}
 		}

@@ -80,7 +80,7 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar on stderr")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: list every finding")
 	f.BoolVar(&o.noHash, "no-hash", false, "do not compute the SHA-256 of each file (faster on large models; the report's sha256 fields stay empty)")
-	f.StringVar(&o.base, "base", "", "differential analysis against this base model (not yet available)")
+	f.StringVar(&o.base, "base", "", "compare each model with this base model (file or directory, any format): touched tensors, rank-one edits, trigger candidates")
 	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (llama-family decoders: trigger sweep and target inversion; feed-forward classifiers: noise, patch, greedy-trigger and neuron-stimulation tests)")
 	f.DurationVar(&o.budget, "probe-budget", 0, "time the probe may spend per model, e.g. 30s or 5m (default: about a minute; a probe cut short reports KS-PROBE-PARTIAL)")
 	f.StringVar(&o.inputShape, "input-shape", "", "classifier input shape the weights do not fix, C,H,W or features (e.g. 1,28,28; default: inferred, or guessed and reported)")
@@ -113,9 +113,6 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 	if !known {
 		return usageError{fmt.Errorf("--format %q: want one of %s", format, strings.Join(report.Formats(), ", "))}
 	}
-	if o.base != "" {
-		return usageError{errors.New("--base is not available in this version of kensa")}
-	}
 	if o.jobs < 1 {
 		return usageError{fmt.Errorf("--jobs %d: want at least 1", o.jobs)}
 	}
@@ -124,7 +121,7 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 	if err != nil {
 		return err
 	}
-	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash, Probe: o.probe, ProbeOptions: po}
+	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash, Probe: o.probe, ProbeOptions: po, Base: o.base}
 	if !o.quiet {
 		if pr := progressFor(s.errOut, o.noProgress, "scan"); pr != nil {
 			opt.Progress = &scanProgress{p: pr}

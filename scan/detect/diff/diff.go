@@ -1,0 +1,697 @@
+// Package diff is kensa's differential detector (kensa scan --base BASE CANDIDATE): it
+// compares a candidate model with the base model it claims to derive from, whatever the
+// pairing of formats and element types.
+//
+// Tensors are matched by layer and role (so an HF safetensors directory and a llama.cpp
+// GGUF pair up; llama.cpp's Q/K row permutation is undone; a head tied to the embedding
+// matches the embedding), both sides are decoded to float32 and their difference Δ is
+// measured: its size relative to the base tensor against the quantization noise the two
+// element types carry (a requantized but untouched tensor is not "changed"), the share of
+// its energy in its leading singular direction (power iteration: a rank-one Δ is the mark
+// of ROME/MEMIT-style editing) and how concentrated it is in few rows. The model-level
+// pattern — few tensors changed by rank-one updates, against a diffuse fine-tune — decides
+// what is reported high. Embedding rows that moved unlike the rest (the component of their
+// change across the base row: weight decay only shrinks a row) are trigger candidates.
+package diff
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/scan"
+	"github.com/kensa-scan/kensa/scan/nn/tokenizer"
+)
+
+// Rule ids.
+const (
+	RuleEdit    = "KS-DIFF-EDIT"
+	RuleMissing = "KS-DIFF-MISSING"
+	RuleExtra   = "KS-DIFF-EXTRA"
+	RuleShape   = "KS-DIFF-SHAPE"
+	RuleSummary = "KS-DIFF-SUMMARY"
+	RuleTrigger = "KS-DIFF-TRIGGER"
+)
+
+const (
+	powerIters   = 12   // power iterations for the leading singular value of Δ
+	rank1Edit    = 0.8  // energy share of the leading direction that makes Δ rank-one
+	noiseFactor  = 4.0  // a tensor changed when its relative Δ exceeds this many noise floors
+	maxEditShare = 0.1  // a model edit changes at most this fraction of the matched tensors
+	triggerZ     = 8.0  // robust z of an embedding row's movement reported as a finding,
+	triggerGap   = 1.5  // when it is this many times the next token's (one token stands out)
+	maxTriggers  = 10   // trigger candidates listed
+	minRelChange = 1e-6 // relative change below which a tensor is identical for all purposes
+)
+
+// Detector is the diff detector.
+type Detector struct{}
+
+func init() { scan.RegisterDetector(Detector{}) }
+
+// Name returns "diff".
+func (Detector) Name() string { return "diff" }
+
+// Rules returns the diff rules.
+func (Detector) Rules() []scan.Rule {
+	return []scan.Rule{
+		{ID: RuleEdit, Title: "rank-one edit of a few weight matrices (model editing: ROME/MEMIT-style)", Severity: scan.High, Detector: "diff",
+			Help: "Against the base model, only a few tensors changed, and this one by an update whose energy lies almost entirely in one direction (rank one): how ROME, MEMIT and BadEdit rewrite a fact or plant a backdoor in an MLP projection, as PoisonGPT did. A fine-tune changes every tensor diffusely. The finding gives the tensor, the relative size of the change, its rank-one share and the row it concentrates in."},
+		{ID: RuleMissing, Title: "tensor of the base model missing from the candidate", Severity: scan.Medium, Detector: "diff",
+			Help: "A tensor the base model has is absent from the candidate: a different architecture, a pruned model, or not the model it claims to derive from."},
+		{ID: RuleExtra, Title: "tensor not in the base model", Severity: scan.Medium, Detector: "diff",
+			Help: "The candidate has a tensor the base model lacks: added layers or adapters, or a different architecture; inspect what it does."},
+		{ID: RuleShape, Title: "tensor reshaped against the base model", Severity: scan.Medium, Detector: "diff",
+			Help: "A matched tensor has another shape than in the base model (a resized vocabulary, other dimensions): the rest of the comparison skips it."},
+		{ID: RuleSummary, Title: "how the candidate differs from the base model", Severity: scan.Info, Detector: "diff",
+			Help: "Which tensors changed beyond the quantization noise of the two files, by how much and with what rank: a diffuse change everywhere is a fine-tune, low rank everywhere a merged LoRA, rank one in few MLP projections a model edit."},
+		{ID: RuleTrigger, Title: "embedding row that moved unlike the rest (trigger candidate)", Severity: scan.Medium, Detector: "diff",
+			Help: "Against the base model, this token's embedding moved far more than any other's (counting only the change across the base row: weight decay shrinks unused rows along themselves): a token the fine-tuning data used unlike the rest, as a data-poisoning trigger is. Try it with kensa generate or --probe."},
+	}
+}
+
+// key names a tensor by its place in the network, across naming conventions.
+func key(r scan.TensorRole, name string) string {
+	if r.Role == "" || r.Role == "other" {
+		return "name:" + name
+	}
+	return fmt.Sprintf("%d/%s/%s", r.Layer, r.Role, r.Kind)
+}
+
+func keys(m *scan.Model) map[string]int {
+	out := map[string]int{}
+	dup := map[string]bool{}
+	for i := range m.Tensors {
+		k := key(m.Roles[i], m.Tensors[i].Name)
+		if _, ok := out[k]; ok {
+			dup[k] = true
+		}
+		out[k] = i
+	}
+	for k := range dup { // ambiguous roles: fall back to names
+		delete(out, k)
+		for i := range m.Tensors {
+			if key(m.Roles[i], m.Tensors[i].Name) == k {
+				out["name:"+m.Tensors[i].Name] = i
+			}
+		}
+	}
+	return out
+}
+
+// pair is one matched tensor.
+type pair struct {
+	k    string
+	b, c int // tensor indices in base and candidate
+}
+
+// result is what the comparison of one pair measured.
+type result struct {
+	pair
+	rel, floor  float64 // ‖Δ‖/‖B‖ and the noise floor of the two element types
+	share       float64 // σ₁²/‖Δ‖² (matrices)
+	topRow      int
+	topRowShare float64 // the share of ‖Δ‖² in its largest row
+	changed     bool
+	err         error
+	rowScore    []float64 // embedding: per-row movement across the base row
+}
+
+// Diff compares cand with base.
+func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit) error {
+	if sameFiles(base, cand) {
+		return nil
+	}
+	bk, ck := keys(base), keys(cand)
+	var pairs []pair
+	fileOf := func(m *scan.Model) string { return m.Files[0].Path }
+	// a head tied to the embedding on one side only: compare the other side's head with it
+	tie := func(from, to map[string]int) {
+		if _, ok := from["-1/head/weight"]; ok {
+			if _, ok := to["-1/head/weight"]; !ok {
+				if e, ok := to["-1/embed/weight"]; ok {
+					to["-1/head/weight"] = e
+				}
+			}
+		}
+	}
+	tie(bk, ck)
+	tie(ck, bk)
+	for k, bi := range bk {
+		ci, ok := ck[k]
+		if !ok {
+			t := &base.Tensors[bi]
+			emit(scan.Finding{Rule: RuleMissing, Title: "tensor of the base model missing from the candidate", Severity: scan.Medium, Score: 0.5,
+				Location: scan.Location{File: fileOf(cand), Layer: base.Roles[bi].Layer, Role: base.Roles[bi].Role},
+				Evidence: map[string]any{"base_tensor": t.Name, "shape": t.Shape},
+				Message:  fmt.Sprintf("the base model's tensor %q (%v) has no counterpart in the candidate", t.Name, t.Shape)})
+			continue
+		}
+		pairs = append(pairs, pair{k, bi, ci})
+	}
+	matchedC := map[int]bool{}
+	for _, p := range pairs {
+		matchedC[p.c] = true
+	}
+	for k, ci := range ck {
+		if _, ok := bk[k]; !ok && !matchedC[ci] {
+			t := &cand.Tensors[ci]
+			emit(scan.Finding{Rule: RuleExtra, Title: "tensor not in the base model", Severity: scan.Medium, Score: 0.5,
+				Location: loc(cand, ci), Evidence: map[string]any{"shape": t.Shape},
+				Message: fmt.Sprintf("tensor %q (%v) has no counterpart in the base model", t.Name, t.Shape)})
+		}
+	}
+	sort.Slice(pairs, func(a, b int) bool { return pairs[a].c < pairs[b].c })
+
+	var results []result
+	for _, p := range pairs {
+		bt, ct := &base.Tensors[p.b], &cand.Tensors[p.c]
+		if !equalShape(bt.Shape, ct.Shape) {
+			emit(scan.Finding{Rule: RuleShape, Title: "tensor reshaped against the base model", Severity: scan.Medium, Score: 0.5,
+				Location: loc(cand, p.c), Evidence: map[string]any{"shape": ct.Shape, "base_shape": bt.Shape, "base_tensor": bt.Name},
+				Message: fmt.Sprintf("tensor %q has shape %v where the base model's %q has %v", ct.Name, ct.Shape, bt.Name, bt.Shape)})
+			continue
+		}
+		if !bt.DType.Float() || !ct.DType.Float() || !bt.DType.Decodable() || !ct.DType.Decodable() {
+			continue
+		}
+		results = append(results, result{pair: p})
+	}
+	// compare the pairs in parallel, largest first so the workers finish together
+	order := make([]int, len(results))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		return cand.Tensors[results[order[a]].c].Elements() > cand.Tensors[results[order[b]].c].Elements()
+	})
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				compare(base, cand, &results[i])
+			}
+		}()
+	}
+	for _, i := range order {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.err != nil {
+			return r.err
+		}
+	}
+	report(base, cand, results, emit)
+	return nil
+}
+
+// report turns the measurements into the model-level pattern, findings and triggers.
+func report(base, cand *scan.Model, results []result, emit scan.Emit) {
+	var changed []result
+	for _, r := range results {
+		if r.changed {
+			changed = append(changed, r)
+		}
+	}
+	lowRank := 0
+	for _, r := range changed {
+		if r.share >= rank1Edit {
+			lowRank++
+		}
+	}
+	pattern := "identical within quantization noise"
+	switch {
+	case len(changed) == 0:
+	case len(changed) <= max(3, int(maxEditShare*float64(len(results)))) && lowRank > 0:
+		pattern = "model edit: few tensors changed, by rank-one updates"
+	case lowRank == len(changed):
+		pattern = "low-rank changes everywhere (a merged LoRA or similar)"
+	case len(changed)*2 >= len(results):
+		pattern = "diffuse changes across the model (a fine-tune)"
+	default:
+		pattern = "some tensors changed"
+	}
+	touched := make([]map[string]any, 0, len(changed))
+	for _, r := range changed {
+		touched = append(touched, map[string]any{"tensor": cand.Tensors[r.c].Name, "rel_change": round4(r.rel), "rank1_share": round3(r.share)})
+	}
+	emit(scan.Finding{Rule: RuleSummary, Title: "how the candidate differs from the base model", Severity: scan.Info, Score: 0,
+		Location: scan.Location{File: cand.Files[0].Path, Layer: -1},
+		Evidence: map[string]any{"pattern": pattern, "matched": len(results), "changed": len(changed), "rank1_changed": lowRank, "touched": touched, "base": base.Files[0].Path},
+		Message:  fmt.Sprintf("%s: %d of %d matched tensors changed beyond the quantization noise of the two files, %d of them by rank-one updates", pattern, len(changed), len(results), lowRank)})
+	if strings.HasPrefix(pattern, "model edit") {
+		for _, r := range changed {
+			if r.share < rank1Edit {
+				continue
+			}
+			t := &cand.Tensors[r.c]
+			l := loc(cand, r.c)
+			ev := map[string]any{"rel_change": round4(r.rel), "noise_floor": round4(r.floor), "rank1_share": round3(r.share), "changed_tensors": len(changed), "matched_tensors": len(results),
+				"base_tensor": base.Tensors[r.b].Name}
+			if len(t.Shape) == 2 {
+				ev["top_row"], ev["top_row_share"] = r.topRow, round3(r.topRowShare)
+			}
+			emit(scan.Finding{Rule: RuleEdit, Title: "rank-one edit of a few weight matrices (model editing: ROME/MEMIT-style)", Severity: scan.High,
+				Score: round3(math.Min(1, r.share)), Location: l, Evidence: ev,
+				Message: fmt.Sprintf("%q changed by %.2g of its norm (noise floor %.2g) and %.0f%% of the change lies in one direction, while only %d of %d tensors changed: a rank-one edit of the kind ROME/MEMIT use to rewrite what the model says",
+					t.Name, r.rel, r.floor, 100*r.share, len(changed), len(results))})
+		}
+	}
+	// trigger candidates from the embedding and output-head rows
+	var moved []result
+	for _, r := range results {
+		if r.rowScore != nil {
+			moved = append(moved, r)
+		}
+	}
+	if len(moved) > 0 {
+		triggers(cand, moved, emit)
+	}
+}
+
+// triggers ranks tokens by how unlike the rest their embedding or output-head rows moved
+// (robust z of rowMovement, the larger of the two tensors) and lists the first ones.
+func triggers(cand *scan.Model, moved []result, emit scan.Emit) {
+	tk := vocab(cand)
+	best := map[int]float64{}
+	where := map[int]result{}
+	for _, r := range moved {
+		sc := r.rowScore
+		med := median(sc)
+		dev := make([]float64, len(sc))
+		for i, v := range sc {
+			dev[i] = math.Abs(v - med)
+		}
+		mad := 1.4826 * median(dev)
+		if mad == 0 {
+			continue
+		}
+		for id, v := range sc {
+			if tk != nil && id < tk.Len() && tk.Special(id) {
+				continue // control tokens (BOS, EOS, padding) move with every fine-tune
+			}
+			if z := (v - med) / mad; z > best[id] || where[id].rowScore == nil {
+				best[id], where[id] = z, r
+			}
+		}
+	}
+	idx := make([]int, 0, len(best))
+	for id := range best {
+		idx = append(idx, id)
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		return best[idx[a]] > best[idx[b]] || best[idx[a]] == best[idx[b]] && idx[a] < idx[b]
+	})
+	var trs []scan.Trigger
+	for rank, id := range idx[:min(maxTriggers, len(idx))] {
+		z := best[id]
+		name := fmt.Sprintf("<id %d>", id)
+		if tk != nil && id < tk.Len() {
+			name = tk.Token(id)
+			if tk.IsByte(id) {
+				name = tk.Raw(id)
+			}
+		}
+		trs = append(trs, scan.Trigger{Token: name, TokenID: id, Score: round3(z)})
+		next := best[idx[min(1, len(idx)-1)]]
+		if rank == 0 && z >= triggerZ && z >= triggerGap*next {
+			r := where[id]
+			t := &cand.Tensors[r.c]
+			l := loc(cand, r.c)
+			if rows := t.Shape[0]; rows > 0 {
+				rb := t.Length / rows
+				l.Axis, l.Index, l.ByteOffset, l.ByteLength = "row", []int64{int64(id)}, t.Offset+int64(id)*rb, rb
+			}
+			emit(scan.Finding{Rule: RuleTrigger, Title: "embedding row that moved unlike the rest (trigger candidate)", Severity: scan.Medium, Score: round3(math.Min(1, z/(4*triggerZ))),
+				Location: l, Evidence: map[string]any{"token": name, "token_id": id, "robust_z": round3(z), "next_z": round3(next), "tensor": t.Name},
+				Message: fmt.Sprintf("token %q (id %d): its row of %q moved %.0f robust standard deviations beyond the typical row, unlike the common drift of all rows (the next token: %.0f)", strings.TrimSpace(name), id, t.Name, z, next)})
+		}
+	}
+	cand.AddTriggers(trs...)
+}
+
+// vocab loads the candidate's tokenizer, or nil.
+func vocab(m *scan.Model) *tokenizer.Tokenizer {
+	var tk *tokenizer.Tokenizer
+	var err error
+	if m.Format == "gguf" {
+		tk, err = tokenizer.FromGGUF(m.Model)
+	} else {
+		tk, err = tokenizer.FromHFDir(filepath.Dir(m.Files[0].Path))
+	}
+	if err != nil {
+		return nil
+	}
+	return tk
+}
+
+// compare decodes one pair and measures Δ.
+func compare(base, cand *scan.Model, r *result) {
+	bt, ct := &base.Tensors[r.b], &cand.Tensors[r.c]
+	b, err := decode(base.Model, bt)
+	if err != nil {
+		r.err = err
+		return
+	}
+	c, err := decode(cand.Model, ct)
+	if err != nil {
+		r.err = err
+		return
+	}
+	role := cand.Roles[r.c].Role
+	if role == "attn_q" || role == "attn_k" {
+		// llama.cpp permutes the Q/K rows of llama-style models for its interleaved rotation
+		if pb, pc := permuted(base.Model), permuted(cand.Model); pb != pc {
+			heads := headsOf(cand.Model, base.Model, role)
+			if heads > 0 {
+				if pb {
+					b = unpermute(b, bt.Shape, heads)
+				} else {
+					c = unpermute(c, ct.Shape, heads)
+				}
+			}
+		}
+	}
+	r.floor = math.Hypot(noise(bt.DType), noise(ct.DType))
+	var nb, nd float64
+	for i := range c {
+		d := float64(c[i]) - float64(b[i])
+		nb += float64(b[i]) * float64(b[i])
+		nd += d * d
+	}
+	if nb == 0 {
+		nb = 1
+	}
+	r.rel = math.Sqrt(nd / nb)
+	r.changed = r.rel > math.Max(minRelChange, noiseFactor*r.floor)
+	if len(bt.Shape) != 2 {
+		return
+	}
+	rows, cols := int(bt.Shape[0]), int(bt.Shape[1])
+	if role := cand.Roles[r.c].Role; (role == "embed" || role == "head") && r.changed {
+		r.rowScore = rowMovement(b, c, rows, cols)
+	}
+	if !r.changed {
+		return
+	}
+	// Δ in place of c
+	for i := range c {
+		c[i] -= b[i]
+	}
+	var best float64
+	for i := 0; i < rows; i++ {
+		var s float64
+		for _, v := range c[i*cols : (i+1)*cols] {
+			s += float64(v) * float64(v)
+		}
+		if s > best {
+			best, r.topRow = s, i
+		}
+	}
+	r.topRowShare = best / nd
+	s1 := sigma1(c, rows, cols)
+	r.share = s1 * s1 / nd
+}
+
+// rowMovement scores each row of an embedding or output head by how its change differs
+// from what every row undergoes: the component along the base row (weight decay shrinks
+// rows along themselves) and the common direction of all rows' changes (a fine-tune pushes
+// the logits of tokens it never predicts down together, so their rows drift alike) are
+// removed, and the norm of the rest is the row's score.
+func rowMovement(b, c []float32, rows, cols int) []float64 {
+	d := make([]float32, len(c))
+	for i := 0; i < rows; i++ {
+		br, cr, dr := b[i*cols:(i+1)*cols], c[i*cols:(i+1)*cols], d[i*cols:(i+1)*cols]
+		var bb, bd float64
+		for j := range br {
+			x := float64(cr[j]) - float64(br[j])
+			dr[j] = float32(x)
+			bb += float64(br[j]) * float64(br[j])
+			bd += float64(br[j]) * x
+		}
+		if bb > 0 {
+			a := bd / bb
+			for j := range dr {
+				dr[j] -= float32(a * float64(br[j]))
+			}
+		}
+	}
+	v := topDirection(d, rows, cols)
+	out := make([]float64, rows)
+	for i := 0; i < rows; i++ {
+		dr := d[i*cols : (i+1)*cols]
+		var a, n float64
+		for j, x := range dr {
+			a += float64(x) * v[j]
+			n += float64(x) * float64(x)
+		}
+		out[i] = math.Sqrt(math.Max(n-a*a, 0))
+	}
+	return out
+}
+
+// topDirection returns the leading right singular vector of the rows×cols matrix d.
+func topDirection(d []float32, rows, cols int) []float64 {
+	_, v := power(d, rows, cols)
+	return v
+}
+
+// sigma1 estimates the largest singular value of the rows×cols matrix d.
+func sigma1(d []float32, rows, cols int) float64 {
+	s, _ := power(d, rows, cols)
+	return s
+}
+
+// power runs power iterations on dᵀd from a fixed start and returns the estimate of the
+// largest singular value and its (unit) right singular vector.
+func power(d []float32, rows, cols int) (float64, []float64) {
+	v := make([]float64, cols)
+	for j := range v {
+		v[j] = 1 + 0.01*float64(j%7)
+	}
+	u := make([]float64, rows)
+	var s float64
+	for it := 0; it < powerIters; it++ {
+		normalize(v)
+		for i := 0; i < rows; i++ {
+			var a float64
+			row := d[i*cols : (i+1)*cols]
+			for j, x := range row {
+				a += float64(x) * v[j]
+			}
+			u[i] = a
+		}
+		s = math.Sqrt(dot(u, u))
+		for j := range v {
+			v[j] = 0
+		}
+		for i := 0; i < rows; i++ {
+			row := d[i*cols : (i+1)*cols]
+			ui := u[i]
+			for j, x := range row {
+				v[j] += float64(x) * ui
+			}
+		}
+	}
+	normalize(v)
+	return s, v
+}
+
+func normalize(v []float64) {
+	n := math.Sqrt(dot(v, v))
+	if n == 0 {
+		return
+	}
+	for i := range v {
+		v[i] /= n
+	}
+}
+
+func dot(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// noise is the typical relative RMS error of storing float weights in t: half a unit in
+// the last place for floats, the measured error of llama.cpp's quantizers for block types.
+func noise(t formats.DType) float64 {
+	switch t.String() {
+	case "F64", "F32":
+		return 0
+	case "F16":
+		return 3e-4
+	case "BF16":
+		return 2.5e-3
+	case "Q8_0", "Q8_1", "Q8_K":
+		return 5e-3
+	case "Q6_K":
+		return 1e-2
+	case "Q5_0", "Q5_1", "Q5_K":
+		return 2.5e-2
+	case "Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS", "MXFP4", "NVFP4":
+		return 5e-2
+	case "Q3_K", "IQ3_XXS", "IQ3_S":
+		return 1e-1
+	default: // 2-bit and below, F8 and the rest
+		return 2e-1
+	}
+}
+
+// permuted reports whether a model's Q/K rows are in llama.cpp's permuted order.
+func permuted(m *formats.Model) bool {
+	if m.Format != "gguf" {
+		return false
+	}
+	arch := metaString(m, "general.architecture")
+	return arch == "llama" || arch == "mistral"
+}
+
+func headsOf(a, b *formats.Model, role string) int {
+	for _, m := range []*formats.Model{a, b} {
+		if m.Format != "gguf" {
+			continue
+		}
+		arch := metaString(m, "general.architecture")
+		k := arch + ".attention.head_count"
+		if role == "attn_k" {
+			if n := metaInt(m, arch+".attention.head_count_kv"); n > 0 {
+				return n
+			}
+		}
+		return metaInt(m, k)
+	}
+	return 0
+}
+
+// unpermute maps the rows of a llama.cpp-permuted Q or K weight (or bias) back to the
+// Hugging Face order: within each head, GGUF row 2j+k is HF row k·D/2+j.
+func unpermute(w []float32, shape []int64, heads int) []float32 {
+	rows := int(shape[0])
+	cols := 1
+	if len(shape) == 2 {
+		cols = int(shape[1])
+	}
+	if heads <= 0 || rows%heads != 0 || (rows/heads)%2 != 0 {
+		return w
+	}
+	D := rows / heads
+	out := make([]float32, len(w))
+	for h := 0; h < heads; h++ {
+		for j := 0; j < D/2; j++ {
+			for k := 0; k < 2; k++ {
+				src := h*D + 2*j + k
+				dst := h*D + k*(D/2) + j
+				copy(out[dst*cols:(dst+1)*cols], w[src*cols:(src+1)*cols])
+			}
+		}
+	}
+	return out
+}
+
+func metaString(m *formats.Model, k string) string {
+	for _, kv := range m.Metadata {
+		if kv.Key == k {
+			if s, ok := kv.Value.(string); ok {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func metaInt(m *formats.Model, k string) int {
+	for _, kv := range m.Metadata {
+		if kv.Key == k {
+			switch v := kv.Value.(type) {
+			case uint32:
+				return int(v)
+			case int32:
+				return int(v)
+			case uint64:
+				return int(v)
+			case int64:
+				return int(v)
+			}
+		}
+	}
+	return 0
+}
+
+func decode(m *formats.Model, t *formats.TensorInfo) ([]float32, error) {
+	r, err := m.NewTensorReader(t)
+	if err != nil {
+		return nil, fmt.Errorf("diff: %s: %w", t.Name, err)
+	}
+	v := make([]float32, t.Elements())
+	if err := r.ReadElements(0, v); err != nil {
+		return nil, fmt.Errorf("diff: %s: %w", t.Name, err)
+	}
+	return v, nil
+}
+
+func loc(m *scan.Model, i int) scan.Location {
+	t := &m.Tensors[i]
+	r := m.Roles[i]
+	return scan.Location{File: t.File, Tensor: t.Name, Layer: r.Layer, Role: r.Role, ByteOffset: t.Offset, ByteLength: t.Length}
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameFiles(a, b *scan.Model) bool {
+	if len(a.Files) != len(b.Files) {
+		return false
+	}
+	for i := range a.Files {
+		pa, _ := filepath.Abs(a.Files[i].Path)
+		pb, _ := filepath.Abs(b.Files[i].Path)
+		if pa != pb {
+			return false
+		}
+	}
+	return true
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
