@@ -98,7 +98,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"no-such-command"}, ExitUsage},
 		{[]string{"inspect", filepath.Join(tmp, "missing.gguf")}, ExitTarget},
 		{[]string{"inspect", junk}, ExitTarget},
-		{[]string{"inspect", tmp}, ExitTarget},                                    // a directory with no model
+		{[]string{"inspect", tmp}, ExitTarget}, // a directory with no model
+		{[]string{"diff", junk}, ExitUsage},    // no candidate
+		{[]string{"diff", filepath.Join(tmp, "missing"), junk}, ExitTarget},
 		{[]string{"scan", "--input-shape", "1,28,28", junk}, ExitUsage},           // a probe option without --probe
 		{[]string{"scan", "--probe", "--input-shape", "1,a,28", junk}, ExitUsage}, // not a shape
 		{[]string{"scan", "--probe", "--activation", "swish2", junk}, ExitUsage},

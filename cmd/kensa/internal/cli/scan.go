@@ -90,6 +90,35 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 	return c
 }
 
+// newDiffCmd is "kensa diff BASE CANDIDATE...": kensa scan --base BASE CANDIDATE... with the
+// same flags.
+func newDiffCmd(s *streams) *cobra.Command {
+	c := newScanCmd(s)
+	c.Use = "diff BASE CANDIDATE..."
+	c.Short = "Compare models with the base model they claim to derive from (scan --base)"
+	c.Long = `Compare each CANDIDATE with BASE, any pairing of formats and element types (an HF
+safetensors directory against a llama.cpp GGUF, F32 against Q8_0, ...): which tensors
+changed beyond quantization noise, rank-one edits of a few matrices (ROME/MEMIT-style,
+reported high), tokens whose embedding or output rows moved unlike the rest (trigger
+candidates). Every scan detector runs on the candidates too. Same as kensa scan --base BASE.`
+	c.Example = `  kensa diff ./base-hf/ vendor-q8_0.gguf
+  kensa diff --format json base.gguf finetune/ -o diff.json`
+	c.Args = func(c *cobra.Command, args []string) error {
+		if len(args) < 2 {
+			return usageError{fmt.Errorf("diff needs BASE and at least one CANDIDATE (see '%s --help')", c.CommandPath())}
+		}
+		return nil
+	}
+	run := c.RunE
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if err := c.Flags().Set("base", args[0]); err != nil {
+			return err
+		}
+		return run(c, args[1:])
+	}
+	return c
+}
+
 func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) error {
 	failOn, err := scan.ParseSeverity(o.failOn)
 	if err != nil {
