@@ -40,7 +40,7 @@ const (
 )
 
 const (
-	powerIters   = 12   // power iterations for the leading singular value of Δ
+	powerIters   = 8    // power iterations at most for the leading singular value of Δ
 	rank1Edit    = 0.8  // energy share of the leading direction that makes Δ rank-one
 	noiseFactor  = 4.0  // a tensor changed when its relative Δ exceeds this many noise floors
 	maxEditShare = 0.1  // a model edit changes at most this fraction of the matched tensors
@@ -498,6 +498,7 @@ func power(d []float32, rows, cols int) (float64, []float64) {
 			}
 			u[i] = a
 		}
+		prev := s
 		s = math.Sqrt(dot(u, u))
 		for j := range v {
 			v[j] = 0
@@ -508,6 +509,9 @@ func power(d []float32, rows, cols int) (float64, []float64) {
 			for j, x := range row {
 				v[j] += float64(x) * ui
 			}
+		}
+		if it > 0 && math.Abs(s-prev) <= 1e-3*s {
+			break // converged (a rank-one Δ converges at once)
 		}
 	}
 	normalize(v)
