@@ -426,7 +426,7 @@ func compare(base, cand *scan.Model, r *result) {
 		}
 	}
 	r.topRowShare = best / nd
-	s1 := sigma1(c, rows, cols)
+	s1 := sigma1(c, rows, cols, nd)
 	r.share = s1 * s1 / nd
 }
 
@@ -469,19 +469,24 @@ func rowMovement(b, c []float32, rows, cols int) []float64 {
 
 // topDirection returns the leading right singular vector of the rows×cols matrix d.
 func topDirection(d []float32, rows, cols int) []float64 {
-	_, v := power(d, rows, cols)
+	_, v := power(d, rows, cols, -1)
 	return v
 }
 
-// sigma1 estimates the largest singular value of the rows×cols matrix d.
-func sigma1(d []float32, rows, cols int) float64 {
-	s, _ := power(d, rows, cols)
+// sigma1 estimates the largest singular value of the rows×cols matrix d, whose squared
+// Frobenius norm is energy. It stops as soon as the leading direction is seen to hold less
+// than half the energy: the estimate only grows with iterations, and a rank-one update
+// (with quantization noise) shows itself in the first two.
+func sigma1(d []float32, rows, cols int, energy float64) float64 {
+	s, _ := power(d, rows, cols, energy)
 	return s
 }
 
 // power runs power iterations on dᵀd from a fixed start and returns the estimate of the
-// largest singular value and its (unit) right singular vector.
-func power(d []float32, rows, cols int) (float64, []float64) {
+// largest singular value and its (unit) right singular vector. With energy > 0 it stops
+// after the second iteration when s² < energy/2; with energy < 0 (a direction that only
+// needs to be roughly right: the common drift of embedding rows) after three.
+func power(d []float32, rows, cols int, energy float64) (float64, []float64) {
 	v := make([]float64, cols)
 	for j := range v {
 		v[j] = 1 + 0.01*float64(j%7)
@@ -512,6 +517,12 @@ func power(d []float32, rows, cols int) (float64, []float64) {
 		}
 		if it > 0 && math.Abs(s-prev) <= 1e-3*s {
 			break // converged (a rank-one Δ converges at once)
+		}
+		if it >= 2 && energy < 0 {
+			break
+		}
+		if it > 0 && energy > 0 && s*s < energy/2 {
+			break // far from rank one: the exact share does not matter
 		}
 	}
 	normalize(v)
