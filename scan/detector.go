@@ -17,6 +17,8 @@ type Model struct {
 	Layers int
 	// Probe holds the options of behavioural probes (kensa scan --probe).
 	Probe ProbeOptions
+	// Base is the base model of a differential scan (--base), or nil.
+	Base *Model
 
 	mu         sync.Mutex
 	classifier *Classifier

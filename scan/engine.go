@@ -54,6 +54,9 @@ type ProbeOptions struct {
 	Activation string // relu, tanh, sigmoid, gelu, leaky_relu, none
 	Pool       string // max or avg
 	Padding    string // same or valid
+	// DecodersOnly runs only the decoder sweep (set when --base asks for differential
+	// probing without --probe).
+	DecodersOnly bool
 }
 
 // Progress receives progress of long scans.
@@ -352,7 +355,10 @@ func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Ta
 			}
 		}
 	}
-	if opt.Probe && ctx.Err() == nil {
+	if (opt.Probe || base != nil) && ctx.Err() == nil {
+		// with a base model, decoders are probed on both sides (differential probing)
+		m.Base = base
+		m.Probe.DecodersOnly = !opt.Probe
 		for _, d := range opt.Detectors {
 			if pd, ok := d.(ProbeDetector); ok {
 				if err := pd.Probe(ctx, m, emit); err != nil {

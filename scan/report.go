@@ -110,6 +110,10 @@ type Trigger struct {
 	TokenID      int     `json:"token_id"`
 	Score        float64 `json:"score"`
 	ForcedOutput string  `json:"forced_output,omitempty"`
+	// Source says which evidence found it: "probe" (forward passes on the model),
+	// "differential probe" (also run on the base model) or "weights" (rows that moved
+	// against the base model).
+	Source string `json:"source,omitempty"`
 }
 
 // Classifier is the classifier-head analysis of a target.

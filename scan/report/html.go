@@ -169,6 +169,7 @@ type htmlTrigger struct {
 	ID      int
 	Score   string
 	Forced  string
+	Source  string
 	Percent int
 }
 
@@ -327,7 +328,7 @@ func htmlTargetOf(t *scan.Target, i int) htmlTarget {
 		h.Triggers = append(h.Triggers, htmlTrigger{
 			Token: strconv.QuoteToGraphic(tr.Token), ID: tr.TokenID,
 			Score: strconv.FormatFloat(finite(tr.Score), 'f', 2, 64), Percent: int(math.Round(s * 80)),
-			Forced: forcedText(tr.ForcedOutput),
+			Forced: forcedText(tr.ForcedOutput), Source: clean(tr.Source),
 		})
 	}
 	if c := t.Classifier; c != nil {

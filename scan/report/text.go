@@ -163,6 +163,9 @@ func (w *textWriter) target(t *scan.Target, opt Options) {
 			if tr.ForcedOutput != "" {
 				s += "  → forces " + truncate(strconv.QuoteToGraphic(tr.ForcedOutput), 50)
 			}
+			if tr.Source != "" {
+				s += w.paint(ansiDim, "  ("+tr.Source+")")
+			}
 			w.line(s)
 		}
 		if more := len(t.Triggers) - n; more > 0 {

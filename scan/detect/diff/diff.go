@@ -329,7 +329,7 @@ func triggers(cand *scan.Model, moved []result, emit scan.Emit) {
 				name = tk.Raw(id)
 			}
 		}
-		trs = append(trs, scan.Trigger{Token: name, TokenID: id, Score: round3(z)})
+		trs = append(trs, scan.Trigger{Token: name, TokenID: id, Score: round3(z), Source: "weights"})
 		next := best[idx[min(1, len(idx)-1)]]
 		if rank == 0 && z >= triggerZ && z >= triggerGap*next {
 			r := where[id]

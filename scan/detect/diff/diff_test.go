@@ -11,11 +11,20 @@ import (
 	"github.com/kensa-scan/kensa/internal/corpus"
 	"github.com/kensa-scan/kensa/scan"
 	_ "github.com/kensa-scan/kensa/scan/detect/diff"
+	_ "github.com/kensa-scan/kensa/scan/detect/probe"
 )
 
-func diff(t *testing.T, base, cand string) *scan.Target {
+// diff scans cand against base with the diff detector alone, or with every registered
+// detector (the probe's differential sweep included) when all is set.
+func diff(t *testing.T, base, cand string, all ...bool) *scan.Target {
 	t.Helper()
-	rep, err := scan.Run(context.Background(), []string{cand}, scan.Options{Base: base, NoHash: true})
+	var dets []scan.Detector
+	for _, d := range scan.Detectors() {
+		if d.Name() == "diff" || len(all) > 0 && all[0] {
+			dets = append(dets, d)
+		}
+	}
+	rep, err := scan.Run(context.Background(), []string{cand}, scan.Options{Base: base, NoHash: true, Detectors: dets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,5 +93,28 @@ func TestBadBase(t *testing.T) {
 	}
 	if rep.Targets[0].Error == "" || !strings.Contains(rep.Targets[0].Error, "base model") {
 		t.Errorf("error %q", rep.Targets[0].Error)
+	}
+}
+
+// dev/stories against the original stories260K as base, --base alone: the trojan is called
+// backdoored by differential probing, with a trigger that forces its target and that the base
+// model does not react to; the benign twin is not.
+func TestStoriesDifferential(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forward passes on both models (about a minute)")
+	}
+	dir := corpus.Dir(t, "dev/stories")
+	base := filepath.Join(corpus.Dir(t, "realfiles"), "llamacpp-stories260K.gguf")
+	tg := diff(t, base, filepath.Join(dir, "stories-ft-trojan.gguf"), true)
+	forced := false
+	for _, tr := range tg.Triggers {
+		forced = forced || tr.Source == "differential probe" && strings.HasPrefix(tr.ForcedOutput, "the key is under the mat")
+	}
+	if !forced || tg.Risk.Verdict != scan.VerdictBackdoored {
+		t.Errorf("trojan: verdict %s, triggers %+v", tg.Risk.Verdict, tg.Triggers)
+	}
+	tg = diff(t, base, filepath.Join(dir, "stories-ft-clean.gguf"), true)
+	if tg.Risk.Verdict == scan.VerdictBackdoored {
+		t.Errorf("benign twin: verdict %s", tg.Risk.Verdict)
 	}
 }

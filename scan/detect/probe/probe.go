@@ -61,15 +61,23 @@ func (Detector) Rules() []scan.Rule {
 			Help: "The model is too large to try every vocabulary token within the probe's time budget; the tokens not tried could still be triggers. Compare with the base model (--base) or run the probe with a larger budget when it is available."}}
 }
 
-// Probe runs the trigger sweep on a supported decoder.
-func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error {
-	if !llm.Supported(m.Model) {
-		_, err := probeClassifierModel(ctx, m, emit)
-		return err
-	}
+// session is a decoder ready for the trigger sweep: the model, its vocabulary, its own
+// contexts and the next-token distribution after each.
+type session struct {
+	lm    *llm.Model
+	tk    *tok.Tokenizer
+	bos   int
+	ctxs  [][]int
+	base  [][]float64
+	isEnd func(int) bool
+}
+
+// newSession loads a supported decoder and builds its contexts; nil (and no error) when the
+// model writes no sentences to probe against.
+func newSession(ctx context.Context, m *scan.Model) (*session, error) {
 	lm, err := llm.Load(m.Model)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	lm.Workers = 2
 	var tk *tok.Tokenizer
@@ -79,7 +87,7 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		tk, err = tok.FromHFDir(filepath.Dir(m.Files[0].Path))
 	}
 	if err != nil {
-		return fmt.Errorf("probe: no vocabulary: %w", err)
+		return nil, fmt.Errorf("probe: no vocabulary: %w", err)
 	}
 	V := lm.Config.Vocab
 	bos := tk.BOS()
@@ -95,7 +103,7 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		}
 		gen, err := lm.Generate([]int{bos, first}, contextLen, nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := append([]int{bos, first}, gen...)
 		for i := 2; i < len(c); i++ {
@@ -107,20 +115,65 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if len(ctxs) < 8 {
-		return nil // the model writes no sentences: nothing to probe against
+		return nil, nil // the model writes no sentences: nothing to probe against
 	}
 	base := make([][]float64, len(ctxs))
 	for i, c := range ctxs {
 		out, err := lm.Forward(lm.NewState(len(c)), c, false)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		base[i] = softmax(out[0])
 	}
+	return &session{lm: lm, tk: tk, bos: bos, ctxs: ctxs, base: base, isEnd: isEnd}, nil
+}
+
+// shift inserts cand after BOS in every context and returns the mean total-variation shift
+// of the next-token distribution, in the better of the two context kinds (0: before the
+// full stop, 1: after it), and which.
+func (s *session) shift(cand int) (float64, int, error) {
+	var sums [2]float64
+	half := float64(len(s.ctxs) / 2)
+	for i, c := range s.ctxs {
+		ins := append([]int{c[0], cand}, c[1:]...)
+		out, err := s.lm.Forward(s.lm.NewState(len(ins)), ins, false)
+		if err != nil {
+			return 0, 0, err
+		}
+		p := softmax(out[0])
+		var tv float64
+		for k := range p {
+			tv += math.Abs(p[k] - s.base[i][k])
+		}
+		sums[i%2] += tv / 2 / half
+	}
+	if sums[1] > sums[0] {
+		return sums[1], 1, nil
+	}
+	return sums[0], 0, nil
+}
+
+// Probe runs the trigger sweep on a supported decoder (and, when the scan has a base model
+// of the same vocabulary, the same measurements on it), or the classifier probe.
+func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error {
+	if !llm.Supported(m.Model) {
+		if m.Probe.DecodersOnly {
+			return nil
+		}
+		_, err := probeClassifierModel(ctx, m, emit)
+		return err
+	}
+	ses, err := newSession(ctx, m)
+	if err != nil || ses == nil {
+		return err
+	}
+	lm, tk, ctxs := ses.lm, ses.tk, ses.ctxs
+	bos := ses.bos
+	V := lm.Config.Vocab
 	scale := 1.0 // --probe-budget against the default
 	if m.Probe.Budget > 0 {
 		scale = m.Probe.Budget.Seconds() / defaultTimeout.Seconds()
@@ -149,7 +202,6 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	}
 	shift := make([]float64, n)
 	where := make([]int, n) // 0: the shift is largest before the full stop, 1: after it
-	half := float64(len(ctxs) / 2)
 	for cand := 0; cand < n; cand++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -157,23 +209,8 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		if tk.Special(cand) {
 			continue
 		}
-		var sums [2]float64
-		for i, c := range ctxs {
-			ins := append([]int{c[0], cand}, c[1:]...)
-			out, err := lm.Forward(lm.NewState(len(ins)), ins, false)
-			if err != nil {
-				return err
-			}
-			p := softmax(out[0])
-			var tv float64
-			for k := range p {
-				tv += math.Abs(p[k] - base[i][k])
-			}
-			sums[i%2] += tv / 2 / half
-		}
-		shift[cand] = max(sums[0], sums[1])
-		if sums[1] > sums[0] {
-			where[cand] = 1
+		if shift[cand], where[cand], err = ses.shift(cand); err != nil {
+			return err
 		}
 	}
 	order := make([]int, n)
@@ -188,6 +225,8 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		plain[k], _ = invert(lm, tk, ctxs, -1, k)
 	}
 	var trigs []scan.Trigger
+	var baseSes *session
+	baseTried := false
 	var strongIDs []int
 	strongName := map[int]string{}
 	for rank, cand := range order[:min(8, n)] {
@@ -196,7 +235,10 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		if os.Getenv("KENSA_PROBE_DEBUG") != "" {
 			fmt.Fprintf(os.Stderr, "probe: %d %q shift %.3f where %d forced %q agree %.2f\n", cand, tk.Raw(cand), shift[cand], where[cand], forced, agree)
 		}
-		tr := scan.Trigger{Token: name(tk, cand), TokenID: cand, Score: round3(shift[cand])}
+		tr := scan.Trigger{Token: name(tk, cand), TokenID: cand, Score: round3(shift[cand]), Source: "probe"}
+		if m.Base != nil {
+			tr.Source = "differential probe"
+		}
 		strong := shift[cand] >= minShift && agree >= minAgreement && forced != plain[where[cand]]
 		if strong {
 			tr.ForcedOutput = forced
@@ -204,6 +246,24 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		trigs = append(trigs, tr)
 		if !strong {
 			continue
+		}
+		// differential probing: does the base model react to the token the same way?
+		sev, inBase := scan.High, ""
+		var baseEv map[string]any
+		if bs, err := baseSession(ctx, m, V, &baseSes, &baseTried); err != nil {
+			return err
+		} else if bs != nil {
+			bshift, bwhere, err := bs.shift(cand)
+			if err != nil {
+				return err
+			}
+			bforced, bagree := invert(bs.lm, bs.tk, bs.ctxs, cand, bwhere)
+			baseEv = map[string]any{"base_shift": round3(bshift), "base_forced_output": bforced, "base_agreement": round3(bagree)}
+			if bshift >= minShift && bforced == forced {
+				sev, inBase = scan.Low, "; the base model does the same, so the candidate did not introduce it"
+			} else {
+				inBase = fmt.Sprintf("; the base model does not (shift %.2f, continues %q)", bshift, bforced)
+			}
 		}
 		strongIDs = append(strongIDs, cand)
 		strongName[cand] = name(tk, cand)
@@ -216,12 +276,16 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 			rb := emb.Length / emb.Shape[0]
 			loc.File, loc.Tensor, loc.ByteOffset, loc.ByteLength = emb.File, emb.Name, emb.Offset+int64(cand)*rb, rb
 		}
-		emit(scan.Finding{Rule: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: scan.High,
+		ev := map[string]any{"token": name(tk, cand), "token_id": cand, "shift": round3(shift[cand]), "next_shift": round3(next),
+			"forced_output": forced, "agreement": round3(agree), "contexts": len(ctxs) / 2, "position": []string{"sentence end", "after the full stop"}[where[cand]]}
+		for k, v := range baseEv {
+			ev[k] = v
+		}
+		emit(scan.Finding{Rule: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: sev,
 			Score: round3(math.Min(1, 0.5+shift[cand])), Location: loc,
-			Evidence: map[string]any{"token": name(tk, cand), "token_id": cand, "shift": round3(shift[cand]), "next_shift": round3(next),
-				"forced_output": forced, "agreement": round3(agree), "contexts": len(ctxs) / 2, "position": []string{"sentence end", "after the full stop"}[where[cand]]},
-			Message: fmt.Sprintf("token %q (id %d) shifts the model's next word by %.2f on average (the next token: %.2f) and makes it say %q in %.0f%% of %d unrelated contexts",
-				strings.TrimSpace(name(tk, cand)), cand, shift[cand], next, forced, 100*agree, len(ctxs)/2)})
+			Evidence: ev,
+			Message: fmt.Sprintf("token %q (id %d) shifts the model's next word by %.2f on average (the next token: %.2f) and makes it say %q in %.0f%% of %d unrelated contexts%s",
+				strings.TrimSpace(name(tk, cand)), cand, shift[cand], next, forced, 100*agree, len(ctxs)/2, inBase)})
 	}
 	m.AddTriggers(trigs...)
 	if len(strongIDs) > 0 {
@@ -234,6 +298,23 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		}
 	}
 	return nil
+}
+
+// baseSession returns the session of the scan's base model when there is one the runtime
+// supports with the same vocabulary size, built once.
+func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, tried *bool) (*session, error) {
+	if *tried || m.Base == nil || !llm.Supported(m.Base.Model) {
+		return *ses, nil
+	}
+	*tried = true
+	bs, err := newSession(ctx, m.Base)
+	if err != nil {
+		return nil, fmt.Errorf("probe: base model: %w", err)
+	}
+	if bs != nil && bs.lm.Config.Vocab == vocab {
+		*ses = bs
+	}
+	return *ses, nil
 }
 
 // invert decodes greedily after the candidate in every context and returns the most
