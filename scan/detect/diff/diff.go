@@ -116,6 +116,7 @@ type result struct {
 	pair
 	rel, floor  float64 // ‖Δ‖/‖B‖ and the noise floor of the two element types
 	share       float64 // σ₁²/‖Δ‖² (matrices)
+	shareKnown  bool    // share was computed (not only ruled out by the sketch)
 	topRow      int
 	topRowShare float64 // the share of ‖Δ‖² in its largest row
 	changed     bool
@@ -201,7 +202,7 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 				if ctx.Err() != nil {
 					continue
 				}
-				compare(base, cand, &results[i])
+				measure(base, cand, &results[i])
 			}
 		}()
 	}
@@ -250,7 +251,11 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 	}
 	touched := make([]map[string]any, 0, len(changed))
 	for _, r := range changed {
-		touched = append(touched, map[string]any{"tensor": cand.Tensors[r.c].Name, "rel_change": round4(r.rel), "rank1_share": round3(r.share)})
+		e := map[string]any{"tensor": cand.Tensors[r.c].Name, "rel_change": round4(r.rel)}
+		if r.shareKnown {
+			e["rank1_share"] = round3(r.share)
+		}
+		touched = append(touched, e)
 	}
 	emit(scan.Finding{Rule: RuleSummary, Title: "how the candidate differs from the base model", Severity: scan.Info, Score: 0,
 		Location: scan.Location{File: cand.Files[0].Path, Layer: -1},
@@ -362,6 +367,167 @@ func vocab(m *scan.Model) *tokenizer.Tokenizer {
 	return tk
 }
 
+// sketchK is the number of random directions of the one-pass rank sketch.
+const sketchK = 4
+
+// chunkRows bounds the values decoded at once per side by the streamed comparison.
+const chunkElems = 1 << 16
+
+// measure compares one pair: in one streamed pass over both tensors (relative change,
+// changed or not, and a sketch ΔΩ of the change on sketchK fixed random directions), and
+// only where that pass cannot settle it (an embedding or output head that changed, whose
+// rows are ranked; a matrix whose sketch is nearly rank one) with both tensors in memory.
+func measure(base, cand *scan.Model, r *result) {
+	role := cand.Roles[r.c].Role
+	bt := &base.Tensors[r.b]
+	if len(bt.Shape) != 2 || role == "embed" || role == "head" || bt.Shape[1] > 1<<24 {
+		compare(base, cand, r)
+		return
+	}
+	one := stream(base, cand, r)
+	if r.err != nil || !r.changed || !one {
+		return
+	}
+	compare(base, cand, r) // nearly rank one: the exact share, the top row
+}
+
+// stream makes the one-pass measurement of a 2-D pair and reports whether the sketch of Δ
+// is nearly rank one (its leading direction holds ≥ 90% of the sketch's energy).
+func stream(base, cand *scan.Model, r *result) bool {
+	bt, ct := &base.Tensors[r.b], &cand.Tensors[r.c]
+	rows, cols := int(bt.Shape[0]), int(bt.Shape[1])
+	br, err := base.NewTensorReader(bt)
+	if err != nil {
+		r.err = fmt.Errorf("diff: %s: %w", bt.Name, err)
+		return false
+	}
+	cr, err := cand.NewTensorReader(ct)
+	if err != nil {
+		r.err = fmt.Errorf("diff: %s: %w", ct.Name, err)
+		return false
+	}
+	// row maps for llama.cpp's Q/K permutation (HF row i is stored at row src[i])
+	srcB, srcC := identityRows, identityRows
+	if role := cand.Roles[r.c].Role; role == "attn_q" || role == "attn_k" {
+		if pb, pc := permuted(base.Model), permuted(cand.Model); pb != pc {
+			if heads := headsOf(cand.Model, base.Model, role); heads > 0 && rows%heads == 0 && (rows/heads)%2 == 0 {
+				m := permMap(rows, heads)
+				if pb {
+					srcB = func(i int) int { return m[i] }
+				} else {
+					srcC = func(i int) int { return m[i] }
+				}
+			}
+		}
+	}
+	omega := make([]float32, cols*sketchK) // fixed pseudo-random ±1 directions
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := range omega {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		omega[i] = float32(int(x>>63)*2 - 1)
+	}
+	var gram [sketchK][sketchK]float64
+	var nb, nd float64
+	per := max(1, chunkElems/cols)
+	bbuf := make([]float32, per*cols)
+	cbuf := make([]float32, per*cols)
+	contiguous := srcB(1) == 1 && srcC(1) == 1
+	for r0 := 0; r0 < rows; r0 += per {
+		n := min(per, rows-r0)
+		if contiguous {
+			if err := br.ReadElements(int64(r0)*int64(cols), bbuf[:n*cols]); err != nil {
+				r.err = err
+				return false
+			}
+			if err := cr.ReadElements(int64(r0)*int64(cols), cbuf[:n*cols]); err != nil {
+				r.err = err
+				return false
+			}
+		} else {
+			for i := 0; i < n; i++ {
+				if err := br.ReadElements(int64(srcB(r0+i))*int64(cols), bbuf[i*cols:(i+1)*cols]); err != nil {
+					r.err = err
+					return false
+				}
+				if err := cr.ReadElements(int64(srcC(r0+i))*int64(cols), cbuf[i*cols:(i+1)*cols]); err != nil {
+					r.err = err
+					return false
+				}
+			}
+		}
+		for i := 0; i < n; i++ {
+			bRow, cRow := bbuf[i*cols:(i+1)*cols], cbuf[i*cols:(i+1)*cols]
+			var sb, sd float32
+			var y [sketchK]float32
+			for j, bv := range bRow {
+				d := cRow[j] - bv
+				sb += bv * bv
+				sd += d * d
+				o := omega[j*sketchK : j*sketchK+sketchK : j*sketchK+sketchK]
+				y[0] += d * o[0]
+				y[1] += d * o[1]
+				y[2] += d * o[2]
+				y[3] += d * o[3]
+			}
+			nb += float64(sb)
+			nd += float64(sd)
+			for a := 0; a < sketchK; a++ {
+				for b := 0; b < sketchK; b++ {
+					gram[a][b] += float64(y[a]) * float64(y[b])
+				}
+			}
+		}
+	}
+	r.floor = math.Hypot(noise(bt.DType), noise(ct.DType))
+	if nb == 0 {
+		nb = 1
+	}
+	r.rel = math.Sqrt(nd / nb)
+	r.changed = r.rel > math.Max(minRelChange, noiseFactor*r.floor)
+	// leading eigenvalue of the sketch's Gram matrix against its trace
+	var tr float64
+	v := [sketchK]float64{1, 1, 1, 1}
+	var lam float64
+	for a := 0; a < sketchK; a++ {
+		tr += gram[a][a]
+	}
+	for it := 0; it < 50; it++ {
+		var w [sketchK]float64
+		for a := 0; a < sketchK; a++ {
+			for b := 0; b < sketchK; b++ {
+				w[a] += gram[a][b] * v[b]
+			}
+		}
+		n := math.Sqrt(w[0]*w[0] + w[1]*w[1] + w[2]*w[2] + w[3]*w[3])
+		if n == 0 {
+			break
+		}
+		lam = n
+		for a := range v {
+			v[a] = w[a] / n
+		}
+	}
+	return tr > 0 && lam >= 0.9*tr
+}
+
+func identityRows(i int) int { return i }
+
+// permMap returns, for each Hugging Face row of a Q/K weight, the row llama.cpp stores it at.
+func permMap(rows, heads int) []int {
+	D := rows / heads
+	m := make([]int, rows)
+	for h := 0; h < heads; h++ {
+		for j := 0; j < D/2; j++ {
+			for k := 0; k < 2; k++ {
+				m[h*D+k*(D/2)+j] = h*D + 2*j + k
+			}
+		}
+	}
+	return m
+}
+
 // compare decodes one pair and measures Δ.
 func compare(base, cand *scan.Model, r *result) {
 	bt, ct := &base.Tensors[r.b], &cand.Tensors[r.c]
@@ -427,7 +593,7 @@ func compare(base, cand *scan.Model, r *result) {
 	}
 	r.topRowShare = best / nd
 	s1 := sigma1(c, rows, cols, nd)
-	r.share = s1 * s1 / nd
+	r.share, r.shareKnown = s1*s1/nd, true
 }
 
 // rowMovement scores each row of an embedding or output head by how its change differs
