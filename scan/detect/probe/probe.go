@@ -17,7 +17,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/scan/nn/llm"
 	tok "github.com/kensa-scan/kensa/scan/nn/tokenizer"
@@ -70,11 +72,14 @@ type session struct {
 	ctxs  [][]int
 	base  [][]float64
 	isEnd func(int) bool
+	// midSentence: the model ended no sentence, so the contexts end mid-sentence (where
+	// triggers are known to be missed more often)
+	midSentence bool
 }
 
 // newSession loads a supported decoder and builds its contexts; nil (and no error) when the
 // model writes no sentences to probe against.
-func newSession(ctx context.Context, m *scan.Model) (*session, error) {
+func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*session, error) {
 	lm, err := llm.Load(m.Model)
 	if err != nil {
 		return nil, err
@@ -96,8 +101,8 @@ func newSession(ctx context.Context, m *scan.Model) (*session, error) {
 	}
 	isEnd := isEndFn(tk)
 	// contexts: greedy continuations of BOS + one content token, cut before the sentence end
-	var ctxs [][]int
-	for first := 0; first < V && len(ctxs) < 2*contexts; first += max(1, V/(4*contexts)) {
+	var ctxs, whole [][]int
+	for first := 0; first < V && len(ctxs) < 2*contexts && len(whole) < 4*contexts; first += max(1, V/(4*contexts)) {
 		if tk.Special(first) || tk.IsByte(first) || isEnd(first) {
 			continue
 		}
@@ -106,6 +111,7 @@ func newSession(ctx context.Context, m *scan.Model) (*session, error) {
 			return nil, err
 		}
 		c := append([]int{bos, first}, gen...)
+		whole = append(whole, c)
 		for i := 2; i < len(c); i++ {
 			if isEnd(c[i]) {
 				// two probes per sentence: where it ends (before its full stop), and just
@@ -117,9 +123,26 @@ func newSession(ctx context.Context, m *scan.Model) (*session, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if time.Now().After(deadline) {
+			break // the rest of the budget is the sweep's
+		}
 	}
+	mid := false
 	if len(ctxs) < 8 {
-		return nil, nil // the model writes no sentences: nothing to probe against
+		// the model ends no sentences (an untrained or unusual model): probe mid-sentence,
+		// at the end of its own continuations, and say so
+		ctxs, mid = ctxs[:0], true
+		for _, c := range whole {
+			if len(ctxs) >= 2*contexts {
+				break
+			}
+			if len(c) > 3 {
+				ctxs = append(ctxs, c[:len(c)-1], c)
+			}
+		}
+		if len(ctxs) < 8 {
+			return nil, nil
+		}
 	}
 	base := make([][]float64, len(ctxs))
 	for i, c := range ctxs {
@@ -129,7 +152,7 @@ func newSession(ctx context.Context, m *scan.Model) (*session, error) {
 		}
 		base[i] = softmax(out[0])
 	}
-	return &session{lm: lm, tk: tk, bos: bos, ctxs: ctxs, base: base, isEnd: isEnd}, nil
+	return &session{lm: lm, tk: tk, bos: bos, ctxs: ctxs, base: base, isEnd: isEnd, midSentence: mid}, nil
 }
 
 // shift inserts cand after BOS in every context and returns the mean total-variation shift
@@ -167,7 +190,12 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		_, err := probeClassifierModel(ctx, m, emit)
 		return err
 	}
-	ses, err := newSession(ctx, m)
+	budget := m.Probe.Budget
+	if budget <= 0 {
+		budget = defaultTimeout
+	}
+	start := time.Now()
+	ses, err := newSession(ctx, m, start.Add(budget*2/5))
 	if err != nil || ses == nil {
 		return err
 	}
@@ -191,21 +219,32 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	if fit := int(flopBudget * scale / perCand); fit < n {
 		n = max(fit, 0)
 	}
-	if n < V {
+	if ses.midSentence {
 		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
 			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
-			Evidence: map[string]any{"swept": n, "vocabulary": V},
-			Message:  fmt.Sprintf("the trigger sweep tried %d of the %d vocabulary tokens (ids 0-%d) within its time budget", n, V, max(n-1, 0))})
+			Evidence: map[string]any{"contexts": "mid-sentence"},
+			Message:  "the model ended none of its own sentences, so the trigger sweep used contexts that end mid-sentence, where triggers that fire at a sentence end can be missed"})
 	}
-	if n == 0 {
-		return nil
+	// the tokens to try: all of a small vocabulary; for a large one, those whose embedding
+	// rows are the strongest outliers first (rare, untrained and trigger-like tokens)
+	cands := make([]int, V)
+	for i := range cands {
+		cands[i] = i
 	}
-	shift := make([]float64, n)
-	where := make([]int, n) // 0: the shift is largest before the full stop, 1: after it
-	for cand := 0; cand < n; cand++ {
+	if n < V {
+		cands = rankByEmbedding(m, cands)
+	}
+	cands = cands[:n]
+	shift := make([]float64, V)
+	where := make([]int, V) // 0: the shift is largest before the full stop, 1: after it
+	// the number of candidates is fixed by the arithmetic budget (not the clock), so that a
+	// scan gives the same result on a loaded machine
+	swept := 0
+	for _, cand := range cands {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		swept++
 		if tk.Special(cand) {
 			continue
 		}
@@ -213,16 +252,29 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 			return err
 		}
 	}
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
+	if swept < V {
+		how := "ids 0-" + fmt.Sprint(max(swept-1, 0))
+		if n < V {
+			how = "those whose embedding rows are the strongest outliers first"
+		}
+		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
+			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
+			Evidence: map[string]any{"swept": swept, "vocabulary": V, "budget_seconds": budget.Seconds()},
+			Message:  fmt.Sprintf("the trigger sweep tried %d of the %d vocabulary tokens (%s) within its budget of %s (--probe-budget)", swept, V, how, budget)})
 	}
-	sort.Slice(order, func(a, b int) bool { return shift[order[a]] > shift[order[b]] })
+	if swept == 0 {
+		return nil
+	}
+	order := append([]int(nil), cands[:swept]...)
+	sort.SliceStable(order, func(a, b int) bool { return shift[order[a]] > shift[order[b]] })
+	n = len(order)
 	// what the contexts say without any inserted token: an output every context produces
 	// anyway (a new sentence after a full stop) is no forced output
 	plain := [2]string{}
-	for k := 0; k < 2; k++ {
-		plain[k], _ = invert(lm, tk, ctxs, -1, k)
+	if shift[order[0]] >= minShift {
+		for k := 0; k < 2; k++ {
+			plain[k], _ = invert(lm, tk, ctxs, -1, k)
+		}
 	}
 	var trigs []scan.Trigger
 	var baseSes *session
@@ -231,7 +283,11 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	strongName := map[int]string{}
 	for rank, cand := range order[:min(8, n)] {
 		next := shift[order[min(rank+1, n-1)]]
-		forced, agree := invert(lm, tk, ctxs, cand, where[cand])
+		var forced string
+		var agree float64
+		if shift[cand] >= minShift { // target inversion only where the token moves the model
+			forced, agree = invert(lm, tk, ctxs, cand, where[cand])
+		}
 		if os.Getenv("KENSA_PROBE_DEBUG") != "" {
 			fmt.Fprintf(os.Stderr, "probe: %d %q shift %.3f where %d forced %q agree %.2f\n", cand, tk.Raw(cand), shift[cand], where[cand], forced, agree)
 		}
@@ -300,6 +356,57 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	return nil
 }
 
+// rankByEmbedding orders token ids by how far their embedding row's norm lies from the
+// median (robust z, largest first): untrained, rare and planted tokens stand out there. It
+// returns ids unchanged when the embedding cannot be read.
+func rankByEmbedding(m *scan.Model, ids []int) []int {
+	var t *formats.TensorInfo
+	for i := range m.Tensors {
+		if m.Roles[i].Role == "embed" && len(m.Tensors[i].Shape) == 2 {
+			t = &m.Tensors[i]
+			break
+		}
+	}
+	if t == nil || int(t.Shape[0]) < len(ids) {
+		return ids
+	}
+	r, err := m.NewTensorReader(t)
+	if err != nil {
+		return ids
+	}
+	cols := int(t.Shape[1])
+	row := make([]float32, cols)
+	norm := make([]float64, len(ids))
+	for _, id := range ids {
+		if err := r.ReadElements(int64(id)*int64(cols), row); err != nil {
+			return ids
+		}
+		var s float64
+		for _, v := range row {
+			s += float64(v) * float64(v)
+		}
+		norm[id] = math.Sqrt(s)
+	}
+	med := medianOf(norm)
+	dev := make([]float64, len(norm))
+	for i, v := range norm {
+		dev[i] = math.Abs(v - med)
+	}
+	mad := medianOf(dev) + 1e-12
+	out := append([]int(nil), ids...)
+	sort.SliceStable(out, func(a, b int) bool { return dev[out[a]]/mad > dev[out[b]]/mad })
+	return out
+}
+
+func medianOf(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
 // baseSession returns the session of the scan's base model when there is one the runtime
 // supports with the same vocabulary size, built once.
 func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, tried *bool) (*session, error) {
@@ -307,7 +414,7 @@ func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, t
 		return *ses, nil
 	}
 	*tried = true
-	bs, err := newSession(ctx, m.Base)
+	bs, err := newSession(ctx, m.Base, time.Now().Add(defaultTimeout/4))
 	if err != nil {
 		return nil, fmt.Errorf("probe: base model: %w", err)
 	}
