@@ -76,31 +76,35 @@ type htmlCount struct {
 }
 
 type htmlTarget struct {
-	ID         string
-	Path       string
-	Format     string
-	Verdict    string
-	Class      string // verdict CSS class
-	Risk       string
-	RiskWidth  int    // px of the risk gauge's 200px
-	RiskFill   string // colour of the gauge
-	Tensors    int
-	Parameters string
-	Size       string
-	Files      []htmlFile
-	Error      string
-	Scanned    bool // false for a target that could not be scanned and has no findings
-	Severities []htmlCount
-	NFindings  int
-	Heat       htmlHeat
-	Rows       []htmlRow
-	Omitted    int
-	Hists      []htmlHist
-	HistNote   string
-	Triggers   []htmlTrigger
-	TrigRan    bool
-	TrigNote   string
-	Classifier *htmlClassifier
+	ID          string
+	Path        string
+	Format      string
+	Verdict     string
+	Class       string // verdict CSS class
+	Risk        string
+	RiskWidth   int    // px of the risk gauge's 200px
+	RiskFill    string // colour of the gauge
+	Tensors     int
+	Parameters  string
+	Size        string
+	Files       []htmlFile
+	Error       string
+	Scanned     bool // false for a target that could not be scanned and has no findings
+	Severities  []htmlCount
+	NFindings   int
+	Heat        htmlHeat
+	Rows        []htmlRow
+	Omitted     int
+	Hists       []htmlHist
+	HistNote    string
+	Triggers    []htmlTrigger
+	TrigRan     bool
+	DiffRan     bool
+	DiffText    string
+	Touched     []htmlTouched
+	TouchedMore int
+	TrigNote    string
+	Classifier  *htmlClassifier
 }
 
 type htmlFile struct {
@@ -162,6 +166,11 @@ type htmlHist struct {
 	LabelY  int
 	Total   string
 	MaxText string
+}
+
+type htmlTouched struct {
+	Tensor, Rel, Rank1 string
+	Percent            int
 }
 
 type htmlTrigger struct {
@@ -289,6 +298,16 @@ func htmlTargetOf(t *scan.Target, i int) htmlTarget {
 		Severities: htmlSeverities(t.Findings, false),
 		TrigRan:    t.Triggers != nil,
 		Scanned:    t.Error == "" || len(t.Findings) > 0 || t.Risk.Score != 0,
+	}
+	if summary, rows, total, ok := touched(t); ok {
+		h.DiffRan, h.DiffText, h.TouchedMore = true, summary, total-len(rows)
+		for _, r := range rows {
+			ht := htmlTouched{Tensor: r.Tensor, Rel: strconv.FormatFloat(r.Rel, 'f', 4, 64), Percent: int(math.Round(math.Min(1, r.Rel) * 80))}
+			if r.Rank1 >= 0 {
+				ht.Rank1 = strconv.FormatFloat(100*r.Rank1, 'f', 0, 64) + "%"
+			}
+			h.Touched = append(h.Touched, ht)
+		}
 	}
 	var size int64
 	for _, f := range t.Files {

@@ -15,6 +15,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -482,4 +483,41 @@ func truncate(s string, width int) string {
 	}
 	r := []rune(s)
 	return string(r[:width-1]) + "…"
+}
+
+// touchedRow is one tensor the diff detector found changed against the base model.
+type touchedRow struct {
+	Tensor string
+	Rel    float64
+	Rank1  float64 // -1 when not measured (the sketch ruled rank one out)
+}
+
+// maxTouched is how many changed tensors the text and HTML reports list.
+const maxTouched = 12
+
+// touched returns the pattern line and the changed tensors (largest relative change first)
+// from a target's KS-DIFF-SUMMARY finding, or ok false when the target was not compared
+// with a base model.
+func touched(t *scan.Target) (summary string, rows []touchedRow, total int, ok bool) {
+	for _, f := range t.Findings {
+		if f.Rule != "KS-DIFF-SUMMARY" {
+			continue
+		}
+		summary = clean(f.Message)
+		list, _ := f.Evidence["touched"].([]map[string]any)
+		for _, e := range list {
+			r := touchedRow{Rank1: -1}
+			r.Tensor, _ = e["tensor"].(string)
+			r.Tensor = clean(r.Tensor)
+			r.Rel, _ = e["rel_change"].(float64)
+			if v, ok := e["rank1_share"].(float64); ok {
+				r.Rank1 = v
+			}
+			rows = append(rows, r)
+		}
+		sort.SliceStable(rows, func(a, b int) bool { return rows[a].Rel > rows[b].Rel })
+		total = len(rows)
+		return summary, rows[:min(len(rows), maxTouched)], total, true
+	}
+	return "", nil, 0, false
 }

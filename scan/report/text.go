@@ -149,6 +149,21 @@ func (w *textWriter) target(t *scan.Target, opt Options) {
 		i = j
 	}
 
+	if summary, rows, total, ok := touched(t); ok {
+		w.line("  ", w.paint(ansiBold, "changed against the base model"), w.paint(ansiDim, fmt.Sprintf(" (%d tensors)", total)))
+		w.wrap("    ", "", summary)
+		for _, r := range rows {
+			s := fmt.Sprintf("    %-44s  rel %.4f", truncate(r.Tensor, 44), r.Rel)
+			if r.Rank1 >= 0 {
+				s += fmt.Sprintf("  rank-one %.0f%%", 100*r.Rank1)
+			}
+			w.line(s)
+		}
+		if total > len(rows) {
+			w.line("    ", w.paint(ansiDim, fmt.Sprintf("... and %d more (the JSON report lists all)", total-len(rows))))
+		}
+	}
+
 	if t.Triggers != nil {
 		w.line("  ", w.paint(ansiBold, "trigger candidates"), w.paint(ansiDim, fmt.Sprintf(" (%d)", len(t.Triggers))))
 		if len(t.Triggers) == 0 {
