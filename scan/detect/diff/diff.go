@@ -373,40 +373,49 @@ const sketchK = 4
 // chunkRows bounds the values decoded at once per side by the streamed comparison.
 const chunkElems = 1 << 16
 
-// measure compares one pair: in one streamed pass over both tensors (relative change,
-// changed or not, and a sketch ΔΩ of the change on sketchK fixed random directions), and
-// only where that pass cannot settle it (an embedding or output head that changed, whose
-// rows are ranked; a matrix whose sketch is nearly rank one) with both tensors in memory.
+// measure compares one pair in streamed passes over both tensors: relative change, changed
+// or not, and a sketch ΔΩ of the change on sketchK fixed random directions; for a changed
+// embedding or output head, its rows' movement (two more passes). Only a matrix whose sketch
+// is nearly rank one is then held in memory, for its exact rank-one share and top row.
 func measure(base, cand *scan.Model, r *result) {
 	role := cand.Roles[r.c].Role
 	bt := &base.Tensors[r.b]
-	if len(bt.Shape) != 2 || role == "embed" || role == "head" || bt.Shape[1] > 1<<24 {
+	if len(bt.Shape) != 2 || bt.Shape[1] > 1<<24 {
 		compare(base, cand, r)
 		return
 	}
 	one := stream(base, cand, r)
-	if r.err != nil || !r.changed || !one {
+	if r.err != nil || !r.changed {
 		return
 	}
-	compare(base, cand, r) // nearly rank one: the exact share, the top row
+	if role == "embed" || role == "head" {
+		if err := rowScoresStream(base, cand, r); err != nil {
+			r.err = err
+			return
+		}
+	}
+	if one {
+		scores := r.rowScore
+		compare(base, cand, r) // nearly rank one: the exact share, the top row
+		if scores != nil {
+			r.rowScore = scores
+		}
+	}
 }
 
-// stream makes the one-pass measurement of a 2-D pair and reports whether the sketch of Δ
-// is nearly rank one (its leading direction holds ≥ 90% of the sketch's energy).
-func stream(base, cand *scan.Model, r *result) bool {
+// rowPairs calls fn with every row of the base and candidate tensors of r, in the Hugging
+// Face row order (llama.cpp's Q/K permutation undone), a chunk of rows decoded at a time.
+func rowPairs(base, cand *scan.Model, r *result, fn func(bRow, cRow []float32)) error {
 	bt, ct := &base.Tensors[r.b], &cand.Tensors[r.c]
 	rows, cols := int(bt.Shape[0]), int(bt.Shape[1])
 	br, err := base.NewTensorReader(bt)
 	if err != nil {
-		r.err = fmt.Errorf("diff: %s: %w", bt.Name, err)
-		return false
+		return fmt.Errorf("diff: %s: %w", bt.Name, err)
 	}
 	cr, err := cand.NewTensorReader(ct)
 	if err != nil {
-		r.err = fmt.Errorf("diff: %s: %w", ct.Name, err)
-		return false
+		return fmt.Errorf("diff: %s: %w", ct.Name, err)
 	}
-	// row maps for llama.cpp's Q/K permutation (HF row i is stored at row src[i])
 	srcB, srcC := identityRows, identityRows
 	if role := cand.Roles[r.c].Role; role == "attn_q" || role == "attn_k" {
 		if pb, pc := permuted(base.Model), permuted(cand.Model); pb != pc {
@@ -420,6 +429,41 @@ func stream(base, cand *scan.Model, r *result) bool {
 			}
 		}
 	}
+	per := max(1, chunkElems/cols)
+	bbuf := make([]float32, per*cols)
+	cbuf := make([]float32, per*cols)
+	contiguous := rows < 2 || srcB(1) == 1 && srcC(1) == 1
+	for r0 := 0; r0 < rows; r0 += per {
+		n := min(per, rows-r0)
+		if contiguous {
+			if err := br.ReadElements(int64(r0)*int64(cols), bbuf[:n*cols]); err != nil {
+				return err
+			}
+			if err := cr.ReadElements(int64(r0)*int64(cols), cbuf[:n*cols]); err != nil {
+				return err
+			}
+		} else {
+			for i := 0; i < n; i++ {
+				if err := br.ReadElements(int64(srcB(r0+i))*int64(cols), bbuf[i*cols:(i+1)*cols]); err != nil {
+					return err
+				}
+				if err := cr.ReadElements(int64(srcC(r0+i))*int64(cols), cbuf[i*cols:(i+1)*cols]); err != nil {
+					return err
+				}
+			}
+		}
+		for i := 0; i < n; i++ {
+			fn(bbuf[i*cols:(i+1)*cols], cbuf[i*cols:(i+1)*cols])
+		}
+	}
+	return nil
+}
+
+// stream makes the one-pass measurement of a 2-D pair and reports whether the sketch of Δ
+// is nearly rank one (its leading direction holds ≥ 90% of the sketch's energy).
+func stream(base, cand *scan.Model, r *result) bool {
+	bt, ct := &base.Tensors[r.b], &cand.Tensors[r.c]
+	cols := int(bt.Shape[1])
 	omega := make([]float32, cols*sketchK) // fixed pseudo-random ±1 directions
 	x := uint64(0x9e3779b97f4a7c15)
 	for i := range omega {
@@ -430,55 +474,30 @@ func stream(base, cand *scan.Model, r *result) bool {
 	}
 	var gram [sketchK][sketchK]float64
 	var nb, nd float64
-	per := max(1, chunkElems/cols)
-	bbuf := make([]float32, per*cols)
-	cbuf := make([]float32, per*cols)
-	contiguous := srcB(1) == 1 && srcC(1) == 1
-	for r0 := 0; r0 < rows; r0 += per {
-		n := min(per, rows-r0)
-		if contiguous {
-			if err := br.ReadElements(int64(r0)*int64(cols), bbuf[:n*cols]); err != nil {
-				r.err = err
-				return false
-			}
-			if err := cr.ReadElements(int64(r0)*int64(cols), cbuf[:n*cols]); err != nil {
-				r.err = err
-				return false
-			}
-		} else {
-			for i := 0; i < n; i++ {
-				if err := br.ReadElements(int64(srcB(r0+i))*int64(cols), bbuf[i*cols:(i+1)*cols]); err != nil {
-					r.err = err
-					return false
-				}
-				if err := cr.ReadElements(int64(srcC(r0+i))*int64(cols), cbuf[i*cols:(i+1)*cols]); err != nil {
-					r.err = err
-					return false
-				}
+	err := rowPairs(base, cand, r, func(bRow, cRow []float32) {
+		var sb, sd float32
+		var y [sketchK]float32
+		for j, bv := range bRow {
+			d := cRow[j] - bv
+			sb += bv * bv
+			sd += d * d
+			o := omega[j*sketchK : j*sketchK+sketchK : j*sketchK+sketchK]
+			y[0] += d * o[0]
+			y[1] += d * o[1]
+			y[2] += d * o[2]
+			y[3] += d * o[3]
+		}
+		nb += float64(sb)
+		nd += float64(sd)
+		for a := 0; a < sketchK; a++ {
+			for b := 0; b < sketchK; b++ {
+				gram[a][b] += float64(y[a]) * float64(y[b])
 			}
 		}
-		for i := 0; i < n; i++ {
-			bRow, cRow := bbuf[i*cols:(i+1)*cols], cbuf[i*cols:(i+1)*cols]
-			var sb, sd float32
-			var y [sketchK]float32
-			for j, bv := range bRow {
-				d := cRow[j] - bv
-				sb += bv * bv
-				sd += d * d
-				o := omega[j*sketchK : j*sketchK+sketchK : j*sketchK+sketchK]
-				y[0] += d * o[0]
-				y[1] += d * o[1]
-				y[2] += d * o[2]
-				y[3] += d * o[3]
-			}
-			nb += float64(sb)
-			nd += float64(sd)
-			for a := 0; a < sketchK; a++ {
-				for b := 0; b < sketchK; b++ {
-					gram[a][b] += float64(y[a]) * float64(y[b])
-				}
-			}
-		}
+	})
+	if err != nil {
+		r.err = err
+		return false
 	}
 	r.floor = math.Hypot(noise(bt.DType), noise(ct.DType))
 	if nb == 0 {
@@ -487,9 +506,8 @@ func stream(base, cand *scan.Model, r *result) bool {
 	r.rel = math.Sqrt(nd / nb)
 	r.changed = r.rel > math.Max(minRelChange, noiseFactor*r.floor)
 	// leading eigenvalue of the sketch's Gram matrix against its trace
-	var tr float64
+	var tr, lam float64
 	v := [sketchK]float64{1, 1, 1, 1}
-	var lam float64
 	for a := 0; a < sketchK; a++ {
 		tr += gram[a][a]
 	}
@@ -510,6 +528,79 @@ func stream(base, cand *scan.Model, r *result) bool {
 		}
 	}
 	return tr > 0 && lam >= 0.9*tr
+}
+
+// rowScoresStream is rowMovement in streamed passes (the common drift direction of the
+// rows' changes across their base rows: their mean, refined by three power iterations; then
+// each row's change off it), so that an embedding of any size is scored without holding it.
+func rowScoresStream(base, cand *scan.Model, r *result) error {
+	cols := int(base.Tensors[r.b].Shape[1])
+	sum := make([]float64, cols)
+	perp := make([]float32, cols)
+	across := func(bRow, cRow []float32) []float32 {
+		var bb, bd float32
+		for j, bv := range bRow {
+			d := cRow[j] - bv
+			perp[j] = d
+			bb += bv * bv
+			bd += bv * d
+		}
+		if bb > 0 {
+			a := bd / bb
+			for j, bv := range bRow {
+				perp[j] -= a * bv
+			}
+		}
+		return perp
+	}
+	if err := rowPairs(base, cand, r, func(bRow, cRow []float32) {
+		for j, v := range across(bRow, cRow) {
+			sum[j] += float64(v)
+		}
+	}); err != nil {
+		return err
+	}
+	// from the mean, power iterations on the rows' changes, each one streamed pass:
+	// v ← Σ_i (p_i·v) p_i
+	normalize(sum)
+	v := make([]float32, cols)
+	for it := 0; it < 3; it++ {
+		for j := range v {
+			v[j] = float32(sum[j])
+		}
+		for j := range sum {
+			sum[j] = 0
+		}
+		if err := rowPairs(base, cand, r, func(bRow, cRow []float32) {
+			p := across(bRow, cRow)
+			var a float32
+			for j, x := range p {
+				a += x * v[j]
+			}
+			for j, x := range p {
+				sum[j] += float64(a * x)
+			}
+		}); err != nil {
+			return err
+		}
+		normalize(sum)
+	}
+	for j := range v {
+		v[j] = float32(sum[j])
+	}
+	var scores []float64
+	if err := rowPairs(base, cand, r, func(bRow, cRow []float32) {
+		var a, n float32
+		for j, x := range across(bRow, cRow) {
+			a += x * v[j]
+			n += x * x
+		}
+		scores = append(scores, math.Sqrt(math.Max(float64(n-a*a), 0)))
+	}); err != nil {
+		return err
+	}
+	r.rowScore = scores
+	return nil
 }
 
 func identityRows(i int) int { return i }
