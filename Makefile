@@ -13,7 +13,7 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime eval demo perf clean
+.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime eval demo perf perf-diff clean
 
 all: build
 
@@ -43,6 +43,8 @@ FUZZ1 = $(GO) test -run '^$$' -fuzz '^$(1)$$' -fuzztime $(CIFUZZ) -fuzzminimizet
 fuzz-short:
 	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(CIFUZZ))"; $(call FUZZ1,FuzzReader,$$p) || exit 1; done
 	@echo "== fuzz ./scan FuzzScan ($(CIFUZZ))"; $(call FUZZ1,FuzzScan,./scan)
+	@echo "== fuzz ./scan/nn/tokenizer FuzzParseHF ($(CIFUZZ))"; $(call FUZZ1,FuzzParseHF,./scan/nn/tokenizer)
+	@echo "== fuzz ./scan/detect/metadata FuzzTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzTemplate,./scan/detect/metadata)
 
 ## fuzz: each parser's FuzzReader for FUZZTIME (default 10m).
 fuzz:
@@ -70,6 +72,10 @@ clean:
 ## perf: scan speed on a generated ~0.9 GB BF16 model against ../shared/perf/readpass.
 perf:
 	bash scripts/perf.sh
+
+## perf-diff: kensa diff of two ~0.9 GB BF16 models against readpass over both, same run.
+perf-diff:
+	bash scripts/perf-diff.sh
 
 ## eval: the labelled classifier evaluation with --probe (AUROC, target classes; a few minutes).
 eval:
