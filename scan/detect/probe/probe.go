@@ -11,6 +11,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -63,6 +64,9 @@ func (Detector) Rules() []scan.Rule {
 			Help: "The model is too large to try every vocabulary token within the probe's time budget; the tokens not tried could still be triggers. Compare with the base model (--base) or run the probe with a larger budget when it is available."}}
 }
 
+// errNoVocabulary: the model has no vocabulary to sweep.
+var errNoVocabulary = errors.New("probe: no vocabulary")
+
 // session is a decoder ready for the trigger sweep: the model, its vocabulary, its own
 // contexts and the next-token distribution after each.
 type session struct {
@@ -80,20 +84,22 @@ type session struct {
 // newSession loads a supported decoder and builds its contexts; nil (and no error) when the
 // model writes no sentences to probe against.
 func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*session, error) {
-	lm, err := llm.Load(m.Model)
-	if err != nil {
-		return nil, err
-	}
-	lm.Workers = 2
+	// the vocabulary first: it is cheap, and without one there is nothing to sweep
 	var tk *tok.Tokenizer
+	var err error
 	if m.Format == "gguf" {
 		tk, err = tok.FromGGUF(m.Model)
 	} else {
 		tk, err = tok.FromHFDir(filepath.Dir(m.Files[0].Path))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("probe: no vocabulary: %w", err)
+		return nil, fmt.Errorf("%w: %v", errNoVocabulary, err)
 	}
+	lm, err := llm.Load(m.Model)
+	if err != nil {
+		return nil, err
+	}
+	lm.Workers = 2
 	V := lm.Config.Vocab
 	bos := tk.BOS()
 	if bos < 0 {
@@ -196,6 +202,12 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	}
 	start := time.Now()
 	ses, err := newSession(ctx, m, start.Add(budget*2/5))
+	if errors.Is(err, errNoVocabulary) {
+		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
+			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
+			Message:  fmt.Sprintf("the model has no vocabulary kensa can read, so no trigger sweep was run (%v)", err)})
+		return nil
+	}
 	if err != nil || ses == nil {
 		return err
 	}
@@ -415,6 +427,9 @@ func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, t
 	}
 	*tried = true
 	bs, err := newSession(ctx, m.Base, time.Now().Add(defaultTimeout/4))
+	if errors.Is(err, errNoVocabulary) {
+		return nil, nil // no differential evidence without the base's vocabulary
+	}
 	if err != nil {
 		return nil, fmt.Errorf("probe: base model: %w", err)
 	}
