@@ -119,6 +119,8 @@ type result struct {
 	shareKnown  bool    // share was computed (not only ruled out by the sketch)
 	topRow      int
 	topRowShare float64 // the share of ‖Δ‖² in its largest row
+	topCol      int
+	topColShare float64 // the share of ‖Δ‖² in its largest column
 	changed     bool
 	err         error
 	rowScore    []float64 // embedding: per-row movement across the base row
@@ -252,6 +254,9 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 	touched := make([]map[string]any, 0, len(changed))
 	for _, r := range changed {
 		e := map[string]any{"tensor": cand.Tensors[r.c].Name, "rel_change": round4(r.rel)}
+		if len(cand.Tensors[r.c].Shape) == 2 {
+			e["top_row"], e["top_row_share"], e["top_col"], e["top_col_share"] = r.topRow, round3(r.topRowShare), r.topCol, round3(r.topColShare)
+		}
 		if r.shareKnown {
 			e["rank1_share"] = round3(r.share)
 		}
@@ -272,6 +277,11 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 				"base_tensor": base.Tensors[r.b].Name}
 			if len(t.Shape) == 2 {
 				ev["top_row"], ev["top_row_share"] = r.topRow, round3(r.topRowShare)
+				ev["top_col"], ev["top_col_share"] = r.topCol, round3(r.topColShare)
+				if rows := t.Shape[0]; rows > 0 {
+					rb := t.Length / rows
+					ev["top_row_bytes"] = []int64{t.Offset + int64(r.topRow)*rb, rb}
+				}
 			}
 			emit(scan.Finding{Rule: RuleEdit, Title: "rank-one edit of a few weight matrices (model editing: ROME/MEMIT-style)", Severity: scan.High,
 				Score: round3(math.Min(1, r.share)), Location: l, Evidence: ev,
@@ -395,11 +405,9 @@ func measure(base, cand *scan.Model, r *result) {
 		}
 	}
 	if one {
-		scores := r.rowScore
-		compare(base, cand, r) // nearly rank one: the exact share, the top row
-		if scores != nil {
-			r.rowScore = scores
-		}
+		keep := *r
+		compare(base, cand, r) // nearly rank one: the exact share
+		r.rowScore, r.topRow, r.topRowShare, r.topCol, r.topColShare = keep.rowScore, keep.topRow, keep.topRowShare, keep.topCol, keep.topColShare
 	}
 }
 
@@ -474,6 +482,8 @@ func stream(base, cand *scan.Model, r *result) bool {
 	}
 	var gram [sketchK][sketchK]float64
 	var nb, nd float64
+	colE := make([]float64, cols)
+	row := 0
 	err := rowPairs(base, cand, r, func(bRow, cRow []float32) {
 		var sb, sd float32
 		var y [sketchK]float32
@@ -481,6 +491,7 @@ func stream(base, cand *scan.Model, r *result) bool {
 			d := cRow[j] - bv
 			sb += bv * bv
 			sd += d * d
+			colE[j] += float64(d * d)
 			o := omega[j*sketchK : j*sketchK+sketchK : j*sketchK+sketchK]
 			y[0] += d * o[0]
 			y[1] += d * o[1]
@@ -489,6 +500,10 @@ func stream(base, cand *scan.Model, r *result) bool {
 		}
 		nb += float64(sb)
 		nd += float64(sd)
+		if float64(sd) > r.topRowShare {
+			r.topRow, r.topRowShare = row, float64(sd) // energies here, shares below
+		}
+		row++
 		for a := 0; a < sketchK; a++ {
 			for b := 0; b < sketchK; b++ {
 				gram[a][b] += float64(y[a]) * float64(y[b])
@@ -505,6 +520,17 @@ func stream(base, cand *scan.Model, r *result) bool {
 	}
 	r.rel = math.Sqrt(nd / nb)
 	r.changed = r.rel > math.Max(minRelChange, noiseFactor*r.floor)
+	for j, e := range colE {
+		if e > r.topColShare {
+			r.topCol, r.topColShare = j, e
+		}
+	}
+	if nd > 0 {
+		r.topRowShare /= nd
+		r.topColShare /= nd
+	} else {
+		r.topRowShare, r.topColShare = 0, 0
+	}
 	// leading eigenvalue of the sketch's Gram matrix against its trace
 	var tr, lam float64
 	v := [sketchK]float64{1, 1, 1, 1}
