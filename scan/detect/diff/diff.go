@@ -20,6 +20,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/scan/nn/tokenizer"
+	"github.com/kensa-scan/kensa/stats"
 )
 
 // Rule ids.
@@ -175,7 +177,7 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 	var results []result
 	for _, p := range pairs {
 		bt, ct := &base.Tensors[p.b], &cand.Tensors[p.c]
-		if !equalShape(bt.Shape, ct.Shape) {
+		if !slices.Equal(bt.Shape, ct.Shape) {
 			emit(scan.Finding{Rule: RuleShape, Title: "tensor reshaped against the base model", Severity: scan.Medium, Score: 0.5,
 				Location: loc(cand, p.c), Evidence: map[string]any{"shape": ct.Shape, "base_shape": bt.Shape, "base_tensor": bt.Name},
 				Message: fmt.Sprintf("tensor %q has shape %v where the base model's %q has %v", ct.Name, ct.Shape, bt.Name, bt.Shape)})
@@ -309,12 +311,12 @@ func triggers(cand *scan.Model, moved []result, emit scan.Emit) {
 	where := map[int]result{}
 	for _, r := range moved {
 		sc := r.rowScore
-		med := median(sc)
+		med := stats.Median(sc)
 		dev := make([]float64, len(sc))
 		for i, v := range sc {
 			dev[i] = math.Abs(v - med)
 		}
-		mad := 1.4826 * median(dev)
+		mad := 1.4826 * stats.Median(dev)
 		if mad == 0 {
 			continue
 		}
@@ -953,18 +955,6 @@ func loc(m *scan.Model, i int) scan.Location {
 	return scan.Location{File: t.File, Tensor: t.Name, Layer: r.Layer, Role: r.Role, ByteOffset: t.Offset, ByteLength: t.Length}
 }
 
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func sameFiles(a, b *scan.Model) bool {
 	if len(a.Files) != len(b.Files) {
 		return false
@@ -977,18 +967,6 @@ func sameFiles(a, b *scan.Model) bool {
 		}
 	}
 	return true
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }

@@ -24,6 +24,7 @@ import (
 	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/scan/nn/llm"
 	tok "github.com/kensa-scan/kensa/scan/nn/tokenizer"
+	"github.com/kensa-scan/kensa/stats"
 )
 
 // Rule ids.
@@ -399,24 +400,15 @@ func rankByEmbedding(m *scan.Model, ids []int) []int {
 		}
 		norm[id] = math.Sqrt(s)
 	}
-	med := medianOf(norm)
+	med := stats.Median(norm)
 	dev := make([]float64, len(norm))
 	for i, v := range norm {
 		dev[i] = math.Abs(v - med)
 	}
-	mad := medianOf(dev) + 1e-12
+	mad := stats.Median(dev) + 1e-12
 	out := append([]int(nil), ids...)
 	sort.SliceStable(out, func(a, b int) bool { return dev[out[a]]/mad > dev[out[b]]/mad })
 	return out
-}
-
-func medianOf(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }
 
 // baseSession returns the session of the scan's base model when there is one the runtime
