@@ -304,7 +304,7 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 }
 
 // triggers ranks tokens by how unlike the rest their embedding or output-head rows moved
-// (robust z of rowMovement, the larger of the two tensors) and lists the first ones.
+// (robust z of rowScoresStream, the larger of the two tensors) and lists the first ones.
 func triggers(cand *scan.Model, moved []result, emit scan.Emit) {
 	tk := vocab(cand)
 	best := map[int]float64{}
@@ -366,13 +366,7 @@ func triggers(cand *scan.Model, moved []result, emit scan.Emit) {
 
 // vocab loads the candidate's tokenizer, or nil.
 func vocab(m *scan.Model) *tokenizer.Tokenizer {
-	var tk *tokenizer.Tokenizer
-	var err error
-	if m.Format == "gguf" {
-		tk, err = tokenizer.FromGGUF(m.Model)
-	} else {
-		tk, err = tokenizer.FromHFDir(filepath.Dir(m.Files[0].Path))
-	}
+	tk, err := tokenizer.FromModel(m.Model)
 	if err != nil {
 		return nil
 	}
@@ -392,7 +386,7 @@ const chunkElems = 1 << 16
 func measure(base, cand *scan.Model, r *result) {
 	role := cand.Roles[r.c].Role
 	bt := &base.Tensors[r.b]
-	if len(bt.Shape) != 2 || bt.Shape[1] > 1<<24 {
+	if len(bt.Shape) != 2 {
 		compare(base, cand, r)
 		return
 	}
@@ -408,7 +402,7 @@ func measure(base, cand *scan.Model, r *result) {
 	}
 	if one {
 		keep := *r
-		compare(base, cand, r) // nearly rank one: the exact share
+		compare(base, cand, r) // nearly rank one: the exact share (the rest is stream's)
 		r.rowScore, r.topRow, r.topRowShare, r.topCol, r.topColShare = keep.rowScore, keep.topRow, keep.topRowShare, keep.topCol, keep.topColShare
 	}
 }
@@ -558,9 +552,13 @@ func stream(base, cand *scan.Model, r *result) bool {
 	return tr > 0 && lam >= 0.9*tr
 }
 
-// rowScoresStream is rowMovement in streamed passes (the common drift direction of the
-// rows' changes across their base rows: their mean, refined by three power iterations; then
-// each row's change off it), so that an embedding of any size is scored without holding it.
+// rowScoresStream scores each row of an embedding or output head by how its change differs
+// from what every row undergoes: the component along the base row (weight decay shrinks
+// rows along themselves) and the common drift direction of all rows' changes (a fine-tune
+// pushes the logits of tokens it never predicts down together, so their rows drift alike;
+// found as the rows' mean change refined by three power iterations) are removed, and the
+// norm of the rest is the row's score. Each step is a streamed pass over both tensors, so an
+// embedding of any size is scored without holding it.
 func rowScoresStream(base, cand *scan.Model, r *result) error {
 	cols := int(base.Tensors[r.b].Shape[1])
 	sum := make([]float64, cols)
@@ -686,92 +684,23 @@ func compare(base, cand *scan.Model, r *result) {
 	}
 	r.rel = math.Sqrt(nd / nb)
 	r.changed = r.rel > math.Max(minRelChange, noiseFactor*r.floor)
-	if len(bt.Shape) != 2 {
+	if len(bt.Shape) != 2 || !r.changed {
 		return
 	}
 	rows, cols := int(bt.Shape[0]), int(bt.Shape[1])
-	if role := cand.Roles[r.c].Role; (role == "embed" || role == "head") && r.changed {
-		r.rowScore = rowMovement(b, c, rows, cols)
-	}
-	if !r.changed {
-		return
-	}
-	// Δ in place of c
-	for i := range c {
+	for i := range c { // Δ in place of c
 		c[i] -= b[i]
 	}
-	var best float64
-	for i := 0; i < rows; i++ {
-		var s float64
-		for _, v := range c[i*cols : (i+1)*cols] {
-			s += float64(v) * float64(v)
-		}
-		if s > best {
-			best, r.topRow = s, i
-		}
-	}
-	r.topRowShare = best / nd
 	s1 := sigma1(c, rows, cols, nd)
 	r.share, r.shareKnown = s1*s1/nd, true
 }
 
-// rowMovement scores each row of an embedding or output head by how its change differs
-// from what every row undergoes: the component along the base row (weight decay shrinks
-// rows along themselves) and the common direction of all rows' changes (a fine-tune pushes
-// the logits of tokens it never predicts down together, so their rows drift alike) are
-// removed, and the norm of the rest is the row's score.
-func rowMovement(b, c []float32, rows, cols int) []float64 {
-	d := make([]float32, len(c))
-	for i := 0; i < rows; i++ {
-		br, cr, dr := b[i*cols:(i+1)*cols], c[i*cols:(i+1)*cols], d[i*cols:(i+1)*cols]
-		var bb, bd float64
-		for j := range br {
-			x := float64(cr[j]) - float64(br[j])
-			dr[j] = float32(x)
-			bb += float64(br[j]) * float64(br[j])
-			bd += float64(br[j]) * x
-		}
-		if bb > 0 {
-			a := bd / bb
-			for j := range dr {
-				dr[j] -= float32(a * float64(br[j]))
-			}
-		}
-	}
-	v := topDirection(d, rows, cols)
-	out := make([]float64, rows)
-	for i := 0; i < rows; i++ {
-		dr := d[i*cols : (i+1)*cols]
-		var a, n float64
-		for j, x := range dr {
-			a += float64(x) * v[j]
-			n += float64(x) * float64(x)
-		}
-		out[i] = math.Sqrt(math.Max(n-a*a, 0))
-	}
-	return out
-}
-
-// topDirection returns the leading right singular vector of the rows×cols matrix d.
-func topDirection(d []float32, rows, cols int) []float64 {
-	_, v := power(d, rows, cols, -1)
-	return v
-}
-
 // sigma1 estimates the largest singular value of the rows×cols matrix d, whose squared
-// Frobenius norm is energy. It stops as soon as the leading direction is seen to hold less
+// Frobenius norm is energy, by power iterations on dᵀd from a fixed start. It stops once
+// converged, or after the second iteration when the leading direction is seen to hold less
 // than half the energy: the estimate only grows with iterations, and a rank-one update
 // (with quantization noise) shows itself in the first two.
 func sigma1(d []float32, rows, cols int, energy float64) float64 {
-	s, _ := power(d, rows, cols, energy)
-	return s
-}
-
-// power runs power iterations on dᵀd from a fixed start and returns the estimate of the
-// largest singular value and its (unit) right singular vector. With energy > 0 it stops
-// after the second iteration when s² < energy/2; with energy < 0 (a direction that only
-// needs to be roughly right: the common drift of embedding rows) after three.
-func power(d []float32, rows, cols int, energy float64) (float64, []float64) {
 	v := make([]float64, cols)
 	for j := range v {
 		v[j] = 1 + 0.01*float64(j%7)
@@ -803,15 +732,11 @@ func power(d []float32, rows, cols int, energy float64) (float64, []float64) {
 		if it > 0 && math.Abs(s-prev) <= 1e-3*s {
 			break // converged (a rank-one Δ converges at once)
 		}
-		if it >= 2 && energy < 0 {
-			break
-		}
-		if it > 0 && energy > 0 && s*s < energy/2 {
+		if it > 0 && s*s < energy/2 {
 			break // far from rank one: the exact share does not matter
 		}
 	}
-	normalize(v)
-	return s, v
+	return s
 }
 
 func normalize(v []float64) {

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -86,13 +85,7 @@ type session struct {
 // model writes no sentences to probe against.
 func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*session, error) {
 	// the vocabulary first: it is cheap, and without one there is nothing to sweep
-	var tk *tok.Tokenizer
-	var err error
-	if m.Format == "gguf" {
-		tk, err = tok.FromGGUF(m.Model)
-	} else {
-		tk, err = tok.FromHFDir(filepath.Dir(m.Files[0].Path))
-	}
+	tk, err := tok.FromModel(m.Model)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoVocabulary, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -84,12 +83,7 @@ func runGenerate(ctx context.Context, o *generateOptions, path, prompt string, s
 		return targetError{path: path, err: err}
 	}
 	m.Workers = max(o.jobs, 1)
-	var tk *tok.Tokenizer
-	if fm.Format == "gguf" {
-		tk, _ = tok.FromGGUF(fm)
-	} else {
-		tk, _ = tok.FromHFDir(filepath.Dir(fm.Files[0].Path))
-	}
+	tk, _ := tok.FromModel(fm)
 
 	var ids []int
 	switch {
