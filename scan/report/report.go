@@ -509,8 +509,8 @@ func touched(t *scan.Target) (summary string, rows []touchedRow, total int, ok b
 			r := touchedRow{Rank1: -1}
 			r.Tensor, _ = e["tensor"].(string)
 			r.Tensor = clean(r.Tensor)
-			r.Rel, _ = e["rel_change"].(float64)
-			if v, ok := e["rank1_share"].(float64); ok {
+			r.Rel, _ = e["relative_delta"].(float64)
+			if v, ok := e["rank1_energy"].(float64); ok {
 				r.Rank1 = v
 			}
 			rows = append(rows, r)

@@ -33,7 +33,7 @@ import (
 
 // Rule ids.
 const (
-	RuleEdit    = "KS-DIFF-EDIT"
+	RuleEdit    = "KS-DIFF-RANK1"
 	RuleMissing = "KS-DIFF-MISSING"
 	RuleExtra   = "KS-DIFF-EXTRA"
 	RuleShape   = "KS-DIFF-SHAPE"
@@ -255,12 +255,12 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 	}
 	touched := make([]map[string]any, 0, len(changed))
 	for _, r := range changed {
-		e := map[string]any{"tensor": cand.Tensors[r.c].Name, "rel_change": round4(r.rel)}
+		e := map[string]any{"tensor": cand.Tensors[r.c].Name, "relative_delta": round4(r.rel)}
 		if len(cand.Tensors[r.c].Shape) == 2 {
 			e["top_row"], e["top_row_share"], e["top_col"], e["top_col_share"] = r.topRow, round3(r.topRowShare), r.topCol, round3(r.topColShare)
 		}
 		if r.shareKnown {
-			e["rank1_share"] = round3(r.share)
+			e["rank1_energy"] = round3(r.share)
 		}
 		touched = append(touched, e)
 	}
@@ -275,7 +275,7 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 			}
 			t := &cand.Tensors[r.c]
 			l := loc(cand, r.c)
-			ev := map[string]any{"rel_change": round4(r.rel), "noise_floor": round4(r.floor), "rank1_share": round3(r.share), "changed_tensors": len(changed), "matched_tensors": len(results),
+			ev := map[string]any{"relative_delta": round4(r.rel), "noise_floor": round4(r.floor), "rank1_energy": round3(r.share), "changed_tensors": len(changed), "matched_tensors": len(results),
 				"base_tensor": base.Tensors[r.b].Name}
 			if len(t.Shape) == 2 {
 				ev["top_row"], ev["top_row_share"] = r.topRow, round3(r.topRowShare)

@@ -52,7 +52,7 @@ func TestTinyLM(t *testing.T) {
 			tg := diff(t, base, cand("rome_italy"))
 			var edits []string
 			for _, f := range tg.Findings {
-				if f.Rule == "KS-DIFF-EDIT" {
+				if f.Rule == "KS-DIFF-RANK1" {
 					edits = append(edits, f.Location.Tensor)
 				}
 			}

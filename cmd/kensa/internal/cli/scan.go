@@ -49,6 +49,10 @@ func newScanCmd(s *streams) *cobra.Command {
 overlapping tensors, non-canonical layouts), metadata and chat-template backdoors,
 per-tensor and per-neuron statistics, and payloads hidden in the low bits of weights.
 Every finding names its file, tensor, layer, role, row or column and exact byte range.
+--probe also runs the model (trigger sweep and target inversion for llama-family decoders;
+noise, patch, greedy-trigger and neuron tests for feed-forward classifiers); --base compares
+each model with the base model it claims to derive from (changed tensors, rank-one edits,
+trigger candidates, and the trigger sweep on both sides for supported decoders).
 
 PATH is a .safetensors or .gguf file, a model directory (config.json + safetensors, a
 sharded index), or with -r a tree of models. Each model is scanned once; a model that
@@ -59,7 +63,9 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 		Example: `  kensa scan model.gguf
   kensa scan -r /models --format sarif -o kensa.sarif
   kensa scan --format html -o report.html ./hf-model/
-  kensa scan --fail-on medium --format json vendor.safetensors`,
+  kensa scan --fail-on medium --format json vendor.safetensors
+  kensa scan --probe --probe-budget 5m model.gguf
+  kensa scan --base ./base-hf/ vendor-q8_0.gguf`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("scan needs at least one PATH (see '%s --help')", c.CommandPath())}
