@@ -1,0 +1,115 @@
+package ffn
+
+import (
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/kensa-scan/kensa/internal/corpus"
+)
+
+// gradCases are corpus networks covering dense chains (relu, tanh), convolutions with valid
+// and same padding, max and average pooling, and folded batch norm.
+var gradCases = []struct {
+	sub, file string
+	opt       Options
+}{
+	{"dev/digits", "mlp80_0_patch.safetensors", Options{}},
+	{"dev/digits", "cnn8_0_patch.safetensors", digitsCNNOpt},
+	{"dev/realbd", "trojai__cyber-pdf-dec2022_id-00000002_POISONED__model.pt.safetensors", Options{Activation: "tanh"}},
+	{"dev/realbd", "verazuo_badnets-pytorch__badnet-MNIST.pth.safetensors", Options{InputShape: []int{1, 28, 28}, Pool: "avg"}},
+	{"dev/realbd", "i-bau__checkpoint__badnets_8_02_ckpt.pth.safetensors", Options{InputShape: []int{3, 32, 32}, Padding: "same"}},
+}
+
+// Gradient agrees with central differences of Forward along random directions.
+func TestGradient(t *testing.T) {
+	for _, tc := range gradCases {
+		t.Run(tc.file, func(t *testing.T) {
+			n, err := Build(open(t, filepath.Join(corpus.Dir(t, tc.sub), tc.file)), tc.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(3, 4))
+			checked := 0
+			for trial := 0; trial < 8; trial++ {
+				x := randInputs(uint64(trial), 1, n.InputSize(), 1)[0]
+				dy := make([]float32, n.Classes())
+				for i := range dy {
+					dy[i] = float32(r.NormFloat64())
+				}
+				logits, dx := n.Gradient(x, dy)
+				if want := n.Forward(x); !equal(logits, want) {
+					t.Fatalf("Gradient's logits differ from Forward's")
+				}
+				v := make([]float32, len(x)) // a random unit direction
+				var norm float64
+				for i := range v {
+					v[i] = float32(r.NormFloat64())
+					norm += float64(v[i]) * float64(v[i])
+				}
+				for i := range v {
+					v[i] /= float32(math.Sqrt(norm))
+				}
+				f := func(eps float64) float64 {
+					xe := make([]float32, len(x))
+					for i := range xe {
+						xe[i] = x[i] + float32(eps)*v[i]
+					}
+					var s float64
+					for c, l := range n.Forward(xe) {
+						s += float64(dy[c]) * float64(l)
+					}
+					return s
+				}
+				// A relu or max pool kink within reach of the step makes the difference
+				// depend on it: such points are skipped, not judged.
+				fd := (f(1e-3) - f(-1e-3)) / 2e-3
+				if fd2 := (f(3e-3) - f(-3e-3)) / 6e-3; math.Abs(fd-fd2) > 0.01*math.Max(1, math.Abs(fd)) {
+					continue
+				}
+				checked++
+				var an float64
+				for i := range v {
+					an += float64(dx[i]) * float64(v[i])
+				}
+				if math.Abs(fd-an) > 0.02*math.Max(1, math.Abs(fd)) {
+					t.Errorf("trial %d: directional derivative %g, central difference %g", trial, an, fd)
+				}
+			}
+			if checked < 5 {
+				t.Errorf("only %d of 8 points were far enough from a kink to check", checked)
+			}
+		})
+	}
+}
+
+// Templates equal the linearized network's response to each unit input (the Jacobian read
+// column by column with forward passes).
+func TestTemplates(t *testing.T) {
+	for _, tc := range gradCases[:4] {
+		t.Run(tc.file, func(t *testing.T) {
+			n, err := Build(open(t, filepath.Join(corpus.Dir(t, tc.sub), tc.file)), tc.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tm := n.Templates()
+			lin := n.Linear()
+			if lin.plan.Activation != "none" || n.plan.Activation == "none" {
+				t.Fatalf("Linear changed the original network or did not linearize")
+			}
+			zero := lin.Forward(make([]float32, n.InputSize()))
+			for j := 0; j < n.InputSize(); j += max(1, n.InputSize()/97) {
+				e := make([]float32, n.InputSize())
+				e[j] = 1
+				out := lin.Forward(e)
+				for c := range out {
+					want := float64(out[c] - zero[c])
+					if got := float64(tm[c][j]); math.Abs(got-want) > 1e-3*math.Max(1, math.Abs(want)) {
+						t.Fatalf("template[%d][%d] = %g, want %g", c, j, got, want)
+					}
+				}
+			}
+		})
+	}
+}
