@@ -9,7 +9,7 @@ import (
 
 	"github.com/kensa-scan/kensa/internal/corpus"
 	"github.com/kensa-scan/kensa/scan"
-	_ "github.com/kensa-scan/kensa/scan/detect/head"
+	_ "github.com/kensa-scan/kensa/scan/detect/all" // every data-free detector, as kensa scan runs them
 	"github.com/kensa-scan/kensa/stats"
 )
 
@@ -44,6 +44,11 @@ func TestEvalClassifiers(t *testing.T) {
 				t.Errorf("%s: %s", tr.File, tg.Error)
 				continue
 			}
+			named := -1
+			if tg.Classifier != nil {
+				named = tg.Classifier.TargetClass
+			}
+			t.Logf("%-58.58s trojaned=%-5v target=%-4v named=%-4d risk=%.3f %s", tr.File, tr.Trojaned, deref(tr.Target), named, tg.Risk.Score, tg.Risk.Verdict)
 			if !tr.Trojaned {
 				neg = append(neg, tg.Risk.Score)
 				if tg.Risk.Verdict == scan.VerdictBackdoored {
@@ -66,7 +71,15 @@ func TestEvalClassifiers(t *testing.T) {
 	if cleanBackdoored > 0 {
 		t.Errorf("%d clean classifiers called backdoored", cleanBackdoored)
 	}
-	if auc < 0.6 {
-		t.Errorf("AUROC %.3f fell below 0.6", auc)
+	// the bars for weights-only analysis
+	if auc < 0.75 || float64(hit) < 0.6*float64(known) {
+		t.Errorf("AUROC %.3f (bar 0.75), target named for %d of %d (bar 60%%)", auc, hit, known)
 	}
+}
+
+func deref(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
