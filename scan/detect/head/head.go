@@ -227,25 +227,7 @@ func templates(ctx context.Context, m *scan.Model, d dense) (*analysis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	T := net.Templates()
-	// centre each input feature across classes; each class's peak is its largest centred value
-	peak := make([]float64, K)
-	at := make([]int, K)
-	for c := range peak {
-		peak[c] = math.Inf(-1)
-	}
-	col := make([]float64, K)
-	for j := 0; j < D; j++ {
-		for c := range col {
-			col[c] = float64(T[c][j])
-		}
-		md := stats.Median(col)
-		for c, v := range col {
-			if v-md > peak[c] {
-				peak[c], at[c] = v-md, j
-			}
-		}
-	}
+	peak, at := net.TemplatePeaks()
 	best := 0
 	for c := range peak {
 		if peak[c] > peak[best] {

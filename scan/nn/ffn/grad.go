@@ -3,15 +3,19 @@ package ffn
 import (
 	"fmt"
 	"math"
+
+	"github.com/kensa-scan/kensa/stats"
 )
 
-// Gradient returns the logits for x and the gradient, with respect to x, of Σ_c dy[c]·logit_c
-// (reverse mode through every layer: the activation's derivative at each unit, the input the
-// max pool chose, the convolutions' transposes). It panics when len(x) is not InputSize or
-// len(dy) is not Classes (a caller bug).
-func (n *Network) Gradient(x, dy []float32) (logits, dx []float32) {
-	if len(x) != n.inSize || len(dy) != n.Classes() {
-		panic(fmt.Sprintf("ffn: gradient of %d inputs and %d outputs, want %d and %d", len(x), len(dy), n.inSize, n.Classes()))
+// Gradient returns the logits for x and the gradient of a loss with respect to x: dLoss
+// receives the logits and returns the loss's gradient with respect to them (dy), and the
+// result is the gradient of Σ_c dy[c]·logit_c, in reverse mode through every layer (the
+// activation's derivative at each unit, the input the max pool chose, the convolutions'
+// transposes). It panics when len(x) is not InputSize or dy's length is not Classes (a
+// caller bug).
+func (n *Network) Gradient(x []float32, dLoss func(logits []float32) []float32) (logits, dx []float32) {
+	if len(x) != n.inSize {
+		panic(fmt.Sprintf("ffn: gradient of %d inputs, want %d", len(x), n.inSize))
 	}
 	deriv := derivative(n.plan.Activation)
 	avg := n.plan.Pool == "avg"
@@ -47,6 +51,10 @@ func (n *Network) Gradient(x, dy []float32) (logits, dx []float32) {
 	}
 	logits = cur
 
+	dy := dLoss(logits)
+	if len(dy) != len(logits) {
+		panic(fmt.Sprintf("ffn: loss gradient of %d values for %d logits", len(dy), len(logits)))
+	}
 	g := append([]float32(nil), dy...)
 	for li := len(n.layers) - 1; li >= 0; li-- {
 		l, t := n.layers[li], tape[li]
@@ -198,9 +206,64 @@ func (n *Network) Templates() [][]float32 {
 	for c := range out {
 		clear(dy)
 		dy[c] = 1
-		_, out[c] = lin.Gradient(x, dy)
+		_, out[c] = lin.Gradient(x, func([]float32) []float32 { return dy })
 	}
 	return out
+}
+
+// TemplatePeaks summarizes the class templates (Templates): each input feature is centred
+// across classes (its median over classes subtracted), and each class's peak is its largest
+// centred value, at feature at[c]. A class whose peak stands far above the others' is driven
+// by some input pattern that drives no other class.
+func (n *Network) TemplatePeaks() (peak []float64, at []int) {
+	T := n.Templates()
+	k := len(T)
+	peak, at = make([]float64, k), make([]int, k)
+	for c := range peak {
+		peak[c] = math.Inf(-1)
+	}
+	col := make([]float64, k)
+	for j := 0; j < n.inSize; j++ {
+		for c := range col {
+			col[c] = float64(T[c][j])
+		}
+		md := stats.Median(col)
+		for c, v := range col {
+			if v-md > peak[c] {
+				peak[c], at[c] = v-md, j
+			}
+		}
+	}
+	return peak, at
+}
+
+// CrossEntropy returns the gradient, with respect to the logits, of the cross-entropy of
+// class c (−log softmax_c): softmax − onehot(c). Pass it to Gradient to descend toward c.
+func CrossEntropy(c int) func(logits []float32) []float32 {
+	return func(logits []float32) []float32 {
+		p := Softmax(logits)
+		p[c]--
+		return p
+	}
+}
+
+// Softmax returns the softmax of the logits.
+func Softmax(logits []float32) []float32 {
+	mx := logits[0]
+	for _, v := range logits {
+		mx = max(mx, v)
+	}
+	p := make([]float32, len(logits))
+	var s float64
+	for i, v := range logits {
+		e := math.Exp(float64(v - mx))
+		p[i] = float32(e)
+		s += e
+	}
+	for i := range p {
+		p[i] = float32(float64(p[i]) / s)
+	}
+	return p
 }
 
 // FLOPs returns the multiply-adds of one forward pass (dense and convolution layers).

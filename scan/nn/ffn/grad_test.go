@@ -38,7 +38,7 @@ func TestGradient(t *testing.T) {
 				for i := range dy {
 					dy[i] = float32(r.NormFloat64())
 				}
-				logits, dx := n.Gradient(x, dy)
+				logits, dx := n.Gradient(x, func([]float32) []float32 { return dy })
 				if want := n.Forward(x); !equal(logits, want) {
 					t.Fatalf("Gradient's logits differ from Forward's")
 				}
@@ -111,5 +111,62 @@ func TestTemplates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// CrossEntropy is the gradient of −log softmax_c.
+func TestCrossEntropy(t *testing.T) {
+	logits := []float32{1.5, -0.3, 2.2, 0.1}
+	ce := func(l []float32, c int) float64 { return -math.Log(float64(Softmax(l)[c])) }
+	for c := range logits {
+		g := CrossEntropy(c)(logits)
+		for i := range logits {
+			up := append([]float32(nil), logits...)
+			dn := append([]float32(nil), logits...)
+			up[i] += 1e-3
+			dn[i] -= 1e-3
+			if fd := (ce(up, c) - ce(dn, c)) / 2e-3; math.Abs(fd-float64(g[i])) > 1e-3 {
+				t.Errorf("class %d: d/dlogit %d = %g, want %g", c, i, g[i], fd)
+			}
+		}
+	}
+}
+
+// TemplatePeaks finds the class that one input feature drives alone: a 6-input, 4-hidden,
+// 3-class chain whose hidden unit 3 reads only input 5 and feeds only class 2.
+func TestTemplatePeaks(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	w1 := make([]float32, 4*6)
+	for i := range w1 {
+		w1[i] = 0.1 * float32(r.NormFloat64())
+	}
+	for j := 0; j < 6; j++ {
+		w1[3*6+j] = 0
+	}
+	w1[3*6+5] = 3
+	w2 := make([]float32, 3*4)
+	for i := range w2 {
+		w2[i] = 0.1 * float32(r.NormFloat64())
+	}
+	w2[0*4+3], w2[1*4+3], w2[2*4+3] = 0, 0, 2
+	m := writeModel(t, map[string][]float32{"fc1.weight": w1, "fc1.bias": make([]float32, 4), "fc2.weight": w2, "fc2.bias": make([]float32, 3)},
+		map[string][]int64{"fc1.weight": {4, 6}, "fc1.bias": {4}, "fc2.weight": {3, 4}, "fc2.bias": {3}})
+	n, err := Build(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak, at := n.TemplatePeaks()
+	best := 0
+	for c := range peak {
+		if peak[c] > peak[best] {
+			best = c
+		}
+	}
+	if best != 2 || at[2] != 5 {
+		t.Errorf("top class %d at feature %d (peaks %v), want class 2 at feature 5", best, at[best], peak)
+	}
+	// class 2's template at input 5 is 2·3 plus small random paths; the others' are near 0
+	if math.Abs(peak[2]-6) > 0.05 {
+		t.Errorf("class 2's peak %g, want 6", peak[2])
 	}
 }
