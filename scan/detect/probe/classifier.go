@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"time"
 
 	"github.com/kensa-scan/kensa/scan"
@@ -28,7 +29,10 @@ import (
 //     the largest activation seen on these inputs, flips to the class (ABS-style).
 //
 // The class score is the mean of the evidence kinds that completed; the target class is the
-// best-scoring one and its score is the classifier's backdoor score.
+// best-scoring one and its score is the classifier's backdoor score. When noise alone
+// already goes to a class, the flip evidence cannot tell a trigger from a default answer,
+// so the class's input template (read from the weights, ffn.Network.TemplatePeaks) must
+// corroborate it (see classEvidence.scores).
 const (
 	baseInputs     = 96  // inputs of three noise kinds for patch, cost and stim
 	noiseInputs    = 256 // inputs per noise kind for the noise fractions
@@ -41,6 +45,7 @@ const (
 	defaultTimeout = 60 * time.Second
 	sinkWeight     = 0.75 // a sink class's score at most: medium, never high
 	noiseDominant  = 0.9  // a class that gets this fraction of one kind of noise is reported medium at most
+	templateFLOPs  = 20e9 // bound on the template pass (classes × one forward's multiply-adds)
 )
 
 // RuleClass is the classifier probe's rule.
@@ -50,6 +55,7 @@ const RuleClass = "KS-PROBE-CLASS"
 type classEvidence struct {
 	noise, patch, cost, stim []float64
 	noiseMean                []float64 // per class, the mean fraction over the noise kinds
+	tplRank                  []float64 // per class, 1 for the most distinctive input template down to 0 (nil: not computed)
 	sink                     []bool    // nearly every input already goes to the class
 	patchAt                  [][3]int  // per class: y, x, size of its strongest patch
 	bestNeuron               [2]int    // hidden layer, unit of the strongest stimulated neuron
@@ -60,12 +66,20 @@ type classEvidence struct {
 // one nearly every noise input already goes to — has no inputs left to flip, so its score
 // is sinkWeight times its mean fraction over the noise kinds: a blend-style trigger
 // (noise itself is the trigger) looks like this, and so does a model that answers one
-// default class to anything off its data; only data could tell them apart.
+// default class to anything off its data. For such a class, and for one that takes at
+// least noiseDominant of some kind of noise (its flip evidence is measured on the few,
+// borderline inputs left), the weights are consulted: the score is scaled by
+// 0.5 + 0.5·tplRank, full when the class's input template is the most distinctive of all
+// classes (a trigger tied to the class makes it so), half when it is the least.
 func (e *classEvidence) scores(k int) []float64 {
 	s := make([]float64, k)
 	for c := range s {
+		corrob := 1.0
+		if e.tplRank != nil {
+			corrob = 0.5 + 0.5*e.tplRank[c]
+		}
 		if e.sink[c] {
-			s[c] = sinkWeight * e.noiseMean[c]
+			s[c] = sinkWeight * e.noiseMean[c] * corrob
 			continue
 		}
 		n := 0
@@ -77,8 +91,31 @@ func (e *classEvidence) scores(k int) []float64 {
 			s[c] += ev[c]
 		}
 		s[c] /= float64(max(n, 1))
+		if e.noise[c] >= noiseDominant {
+			s[c] *= corrob
+		}
 	}
 	return s
+}
+
+// dominated reports whether noise alone already goes to class c (see scores).
+func (e *classEvidence) dominated(c int) bool { return e.sink[c] || e.noise[c] >= noiseDominant }
+
+// templateRanks returns, per class, its input template's rank among the classes by peak
+// (ffn.Network.TemplatePeaks), scaled to 1 for the highest peak and 0 for the lowest.
+func templateRanks(n *ffn.Network) []float64 {
+	peak, _ := n.TemplatePeaks()
+	k := len(peak)
+	order := make([]int, k)
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return peak[order[a]] > peak[order[b]] })
+	r := make([]float64, k)
+	for i, c := range order {
+		r[c] = float64(k-1-i) / float64(max(k-1, 1))
+	}
+	return r
 }
 
 // geometry returns the input as channels × height × width: the network's shape for a
@@ -165,6 +202,9 @@ func probeNetwork(ctx context.Context, n *ffn.Network, deadline time.Time) *clas
 		}
 	}
 	ev.noise = noise
+	if float64(n.FLOPs())*float64(k) <= templateFLOPs {
+		ev.tplRank = templateRanks(n)
+	}
 
 	base := make([][]float32, baseInputs)
 	for i := range base {
@@ -444,9 +484,12 @@ func probeClassifierModel(ctx context.Context, m *scan.Model, emit scan.Emit) (b
 	// inputs left and says little more: a blend-style trigger and a model that answers one
 	// class to anything unlike its data look the same without data, so the finding stays
 	// medium (suspicious) however strong.
-	dominated := ev.sink[target] || ev.noise[target] >= noiseDominant
+	dominated := ev.dominated(target)
 	if dominated {
 		evidence["noise_dominated"] = true
+		if ev.tplRank != nil {
+			evidence["template_rank"] = round3(ev.tplRank[target])
+		}
 	}
 	sev := scan.Info
 	switch {
@@ -479,6 +522,23 @@ func probeClassifierModel(ctx context.Context, m *scan.Model, emit scan.Emit) (b
 	if ev.sink[target] {
 		msg = fmt.Sprintf("nearly every random input goes to class %d (%.0f%% over the kinds of noise tried): noise itself acts as a trigger, as with a blend-style backdoor targeting class %d — or the model answers that class by default to anything unlike its training data; only inputs from the task can tell these apart", target, 100*ev.noiseMean[target], target)
 	}
+	if dominated && ev.tplRank != nil {
+		msg += fmt.Sprintf(". Read from the weights, class %d's input template ranks %s of the %d classes in how much one input pattern drives it alone (the score counts this: a trigger tied to the class puts it first)", target, ordinal(k-int(math.Round(ev.tplRank[target]*float64(k-1)))), k)
+	}
 	emit(scan.Finding{Rule: RuleClass, Title: "classifier sends trigger-like inputs to one class (all-to-one backdoor)", Severity: sev, Score: score, Location: loc, Evidence: evidence, Message: msg})
 	return true, nil
+}
+
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprintf("%d%s", n, suffix)
 }

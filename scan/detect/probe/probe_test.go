@@ -10,7 +10,7 @@ import (
 	_ "github.com/kensa-scan/kensa/formats/safetensors"
 	"github.com/kensa-scan/kensa/internal/corpus"
 	"github.com/kensa-scan/kensa/scan"
-	_ "github.com/kensa-scan/kensa/scan/detect/probe"
+	_ "github.com/kensa-scan/kensa/scan/detect/all" // every detector, as kensa scan --probe runs them
 )
 
 func probe(t *testing.T, path string) *scan.Target {
