@@ -18,7 +18,7 @@
 //
 // Both are weak evidence next to forward passes (kensa scan --probe): on the labelled
 // development classifiers the template score separates trojaned from clean models with
-// AUROC ≈ 0.76 and names the target for 13 of 18 (the final-layer mean: 0.65 and 6 of 18).
+// AUROC ≈ 0.78 and names the target for 13 of 18 (the final-layer mean: 0.65 and 6 of 18).
 // A finding is medium at most.
 package head
 
@@ -43,9 +43,9 @@ const (
 	maxClasses = 4096 // larger outputs are vocabularies, not classes
 	zReport    = 3.5  // final-layer mean: robust z of the top class at which a finding is made
 	// template peaks: robust z of the top class at which a finding is made. The clean
-	// development classifiers reach 4.1 at most (ten classes give a noisy z); a trigger
-	// reached 5.7 to 10.
-	zTemplate = 5.0
+	// development classifiers reach 3.3 at most, random-weight ones 3.2 in 300; planted
+	// triggers reached 4.4 to 10.
+	zTemplate = 4.0
 	// templateFLOPs bounds the backward passes (classes × one forward's multiply-adds).
 	templateFLOPs = 20e9
 	maxElems      = 1 << 24
@@ -227,21 +227,22 @@ func templates(ctx context.Context, m *scan.Model, d dense) (*analysis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	peak, at := net.TemplatePeaks()
+	peak, at, spread := net.TemplatePeaks()
 	best := 0
 	for c := range peak {
 		if peak[c] > peak[best] {
 			best = c
 		}
 	}
-	floor := 1e-3 * math.Abs(stats.Median(peak))
-	z := stats.RobustZ(peak[best], peak, floor)
+	// ten or so peaks give a noisy MAD that can collapse; differences between peaks smaller
+	// than the spread of the template values themselves are noise
+	z := stats.RobustZ(peak[best], peak, math.Max(spread, 1e-12))
 	pos := map[string]int{"feature": at[best]}
 	where := fmt.Sprintf("input feature %d", at[best])
-	if sh := net.InputShape(); len(sh) == 3 {
-		ch, y, x := at[best]/(sh[1]*sh[2]), at[best]/sh[2]%sh[1], at[best]%sh[2]
-		pos = map[string]int{"channel": ch, "y": y, "x": x}
-		where = fmt.Sprintf("input pixel (y %d, x %d, channel %d)", y, x, ch)
+	if ch, h, w := net.Geometry(); h > 1 {
+		j := at[best]
+		pos["channel"], pos["y"], pos["x"] = j/(h*w), j/w%h, j%w
+		where = fmt.Sprintf("input feature %d (pixel y %d, x %d, channel %d of a %d×%d×%d image)", j, j/w%h, j%w, j/(h*w), ch, h, w)
 	}
 	return &analysis{
 		target: best, z: z, threshold: zTemplate,

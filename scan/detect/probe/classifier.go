@@ -104,7 +104,7 @@ func (e *classEvidence) dominated(c int) bool { return e.sink[c] || e.noise[c] >
 // templateRanks returns, per class, its input template's rank among the classes by peak
 // (ffn.Network.TemplatePeaks), scaled to 1 for the highest peak and 0 for the lowest.
 func templateRanks(n *ffn.Network) []float64 {
-	peak, _ := n.TemplatePeaks()
+	peak, _, _ := n.TemplatePeaks()
 	k := len(peak)
 	order := make([]int, k)
 	for i := range order {
@@ -116,20 +116,6 @@ func templateRanks(n *ffn.Network) []float64 {
 		r[c] = float64(k-1-i) / float64(max(k-1, 1))
 	}
 	return r
-}
-
-// geometry returns the input as channels × height × width: the network's shape for a
-// convolutional network, a square single-channel image when the width is a square, else
-// a row of features.
-func geometry(n *ffn.Network) (c, h, w int) {
-	if s := n.InputShape(); len(s) == 3 {
-		return s[0], s[1], s[2]
-	}
-	size := n.InputSize()
-	if q := int(math.Sqrt(float64(size))); q*q == size && q >= 4 {
-		return 1, q, q
-	}
-	return 1, 1, size
 }
 
 func noiseInput(r *rand.Rand, kind, size int) []float32 {
@@ -179,7 +165,7 @@ func flipRates(out [][]float32, pred []int, k int) []float64 {
 func probeNetwork(ctx context.Context, n *ffn.Network, deadline time.Time) *classEvidence {
 	k := n.Classes()
 	size := n.InputSize()
-	C, H, W := geometry(n)
+	C, H, W := n.Geometry()
 	r := rand.New(rand.NewPCG(0x6b656e7361, 5)) // fixed: a scan is reproducible
 	ev := &classEvidence{}
 	late := func() bool { return ctx.Err() != nil || time.Now().After(deadline) }

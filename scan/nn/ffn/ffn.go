@@ -145,6 +145,20 @@ func (n *Network) InputSize() int { return n.inSize }
 // in Options for a dense chain, or the number of features.
 func (n *Network) InputShape() []int { return append([]int(nil), n.plan.Input...) }
 
+// Geometry returns the input as channels × height × width: the network's shape for a
+// convolutional network; for a dense chain, a square single-channel image when the input
+// width is a square of at least 16 (flattened images such as MNIST's 784), else a row of
+// features (1 × 1 × width).
+func (n *Network) Geometry() (c, h, w int) {
+	if s := n.plan.Input; len(s) == 3 {
+		return s[0], s[1], s[2]
+	}
+	if q := int(math.Sqrt(float64(n.inSize))); q*q == n.inSize && q >= 4 {
+		return 1, q, q
+	}
+	return 1, 1, n.inSize
+}
+
 // Classes is the number of outputs (logits).
 func (n *Network) Classes() int { return n.layers[len(n.layers)-1].out }
 

@@ -214,14 +214,17 @@ func (n *Network) Templates() [][]float32 {
 // TemplatePeaks summarizes the class templates (Templates): each input feature is centred
 // across classes (its median over classes subtracted), and each class's peak is its largest
 // centred value, at feature at[c]. A class whose peak stands far above the others' is driven
-// by some input pattern that drives no other class.
-func (n *Network) TemplatePeaks() (peak []float64, at []int) {
+// by some input pattern that drives no other class. spread is the robust standard deviation
+// (1.4826·MAD) of all the centred values: the scale below which differences between peaks
+// are noise.
+func (n *Network) TemplatePeaks() (peak []float64, at []int, spread float64) {
 	T := n.Templates()
 	k := len(T)
 	peak, at = make([]float64, k), make([]int, k)
 	for c := range peak {
 		peak[c] = math.Inf(-1)
 	}
+	all := make([]float64, 0, k*n.inSize)
 	col := make([]float64, k)
 	for j := 0; j < n.inSize; j++ {
 		for c := range col {
@@ -229,12 +232,13 @@ func (n *Network) TemplatePeaks() (peak []float64, at []int) {
 		}
 		md := stats.Median(col)
 		for c, v := range col {
+			all = append(all, v-md)
 			if v-md > peak[c] {
 				peak[c], at[c] = v-md, j
 			}
 		}
 	}
-	return peak, at
+	return peak, at, stats.MAD(all)
 }
 
 // CrossEntropy returns the gradient, with respect to the logits, of the cross-entropy of

@@ -155,7 +155,7 @@ func TestTemplatePeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peak, at := n.TemplatePeaks()
+	peak, at, spread := n.TemplatePeaks()
 	best := 0
 	for c := range peak {
 		if peak[c] > peak[best] {
@@ -164,6 +164,9 @@ func TestTemplatePeaks(t *testing.T) {
 	}
 	if best != 2 || at[2] != 5 {
 		t.Errorf("top class %d at feature %d (peaks %v), want class 2 at feature 5", best, at[best], peak)
+	}
+	if spread <= 0 || spread > 0.5 {
+		t.Errorf("spread %g, want the small scale of the random paths", spread)
 	}
 	// class 2's template at input 5 is 2·3 plus small random paths; the others' are near 0
 	if math.Abs(peak[2]-6) > 0.05 {
