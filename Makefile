@@ -13,7 +13,7 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime eval demo perf perf-diff clean
+.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime eval demo perf perf-diff perf-probe clean
 
 all: build
 
@@ -72,6 +72,10 @@ clean:
 ## perf: scan speed on a generated ~0.9 GB BF16 model against ../shared/perf/readpass.
 perf:
 	bash scripts/perf.sh
+
+## perf-probe: kensa scan --probe at the default budget on generated 134M and 1.1B llamas.
+perf-probe:
+	bash scripts/perf-probe.sh
 
 ## perf-diff: kensa diff of two ~0.9 GB BF16 models against readpass over both, same run.
 perf-diff:

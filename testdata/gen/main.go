@@ -41,9 +41,12 @@ func main() {
 	seed := flag.Uint64("seed", 1, "random seed")
 	perf := flag.Bool("perf", false, "write instead the ~0.9 GB BF16 llama-shaped model for speed measurements (perf-llama-bf16/)")
 	rt := flag.Bool("runtime", false, "write instead the 134M-parameter llama GGUF files (F32 and Q8_0) for runtime benchmarks")
+	rt1b := flag.Bool("runtime-1b", false, "write instead a 1.1B-parameter llama GGUF (Q8_0, TinyLlama's shape) for probe timing")
 	flag.Parse()
 	var err error
 	switch {
+	case *rt1b:
+		err = runRuntime1B(*out, *seed)
 	case *rt:
 		err = runRuntime(*out, *seed)
 	case *perf:
@@ -327,6 +330,24 @@ func runPerf(out string, seed uint64) error {
 	}
 	fmt.Printf("wrote %s\n", dir)
 	return f.Close()
+}
+
+// runRuntime1B writes a random-weight llama GGUF of 1.1B parameters in TinyLlama's shape
+// (hidden 2048, 22 layers, feed-forward 5632, 32 heads, 4 KV heads, vocabulary 32000) as
+// Q8_0, to time the probe's default budget on a 1B model (about 1.2 GB on disk, 4.4 GB of
+// float32 while it is written).
+func runRuntime1B(out string, seed uint64) error {
+	c := config{Hidden: 2048, Layers: 22, FF: 5632, Heads: 32, KVHeads: 4, Vocab: 32000}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	ts := llama(c, rand.New(rand.NewPCG(seed, 17)))
+	p := filepath.Join(out, "llama-1b-q8_0.gguf")
+	if err := writeGGUF(p, c, ts, formats.Q8_0, plainTemplate); err != nil {
+		return err
+	}
+	fmt.Println("wrote", p)
+	return nil
 }
 
 // runRuntime writes a random-weight llama GGUF of 134M parameters (hidden 768, 12 layers,
