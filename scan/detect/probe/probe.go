@@ -67,6 +67,10 @@ func (Detector) Rules() []scan.Rule {
 // errNoVocabulary: the model has no vocabulary to sweep.
 var errNoVocabulary = errors.New("probe: no vocabulary")
 
+// errNoContexts: the model gave too few contexts to sweep against (the budget ran out
+// while it wrote them, or it writes nothing usable).
+var errNoContexts = errors.New("probe: too few contexts")
+
 // session is a decoder ready for the trigger sweep: the model, its vocabulary, its own
 // contexts and the next-token distribution after each.
 type session struct {
@@ -127,6 +131,7 @@ func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*sessio
 			break // the rest of the budget is the sweep's
 		}
 	}
+	late := time.Now().After(deadline)
 	mid := false
 	if len(ctxs) < 8 {
 		// the model ends no sentences (an untrained or unusual model): probe mid-sentence,
@@ -141,7 +146,10 @@ func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*sessio
 			}
 		}
 		if len(ctxs) < 8 {
-			return nil, nil
+			if late {
+				return nil, fmt.Errorf("%w: the budget ran out after %d of the model's own continuations (%d tokens each), and the sweep needs 8 contexts", errNoContexts, len(whole), contextLen)
+			}
+			return nil, fmt.Errorf("%w: the model's %d continuations from the start of text gave %d usable contexts, and the sweep needs 8", errNoContexts, len(whole), len(ctxs))
 		}
 	}
 	base := make([][]float64, len(ctxs))
@@ -200,6 +208,13 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
 			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
 			Message:  fmt.Sprintf("the model has no vocabulary kensa can read, so no trigger sweep was run (%v)", err)})
+		return nil
+	}
+	if errors.Is(err, errNoContexts) {
+		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
+			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
+			Evidence: map[string]any{"swept": 0, "budget_seconds": budget.Seconds()},
+			Message:  fmt.Sprintf("no trigger sweep was run: %v (raise --probe-budget)", strings.TrimPrefix(err.Error(), "probe: "))})
 		return nil
 	}
 	if err != nil || ses == nil {
@@ -412,8 +427,8 @@ func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, t
 	}
 	*tried = true
 	bs, err := newSession(ctx, m.Base, time.Now().Add(defaultTimeout/4))
-	if errors.Is(err, errNoVocabulary) {
-		return nil, nil // no differential evidence without the base's vocabulary
+	if errors.Is(err, errNoVocabulary) || errors.Is(err, errNoContexts) {
+		return nil, nil // no differential evidence without the base's vocabulary or contexts
 	}
 	if err != nil {
 		return nil, fmt.Errorf("probe: base model: %w", err)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/kensa-scan/kensa/formats/gguf"
 	_ "github.com/kensa-scan/kensa/formats/safetensors"
@@ -101,4 +102,24 @@ func readStoriesTruth(t *testing.T, dir string) []storiesTruth {
 	var tr []storiesTruth
 	readJSON(t, filepath.Join(dir, "truth.json"), &tr)
 	return tr
+}
+
+// A budget too small for the model to write its contexts says so instead of passing in
+// silence.
+func TestNoContextsReported(t *testing.T) {
+	path := filepath.Join(corpus.Dir(t, "dev/tinylm"), "base/model.gguf")
+	rep, err := scan.Run(context.Background(), []string{path}, scan.Options{Probe: true, NoHash: true, ProbeOptions: scan.ProbeOptions{Budget: time.Microsecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := rep.Targets[0]
+	for _, f := range tg.Findings {
+		if f.Rule == "KS-PROBE-PARTIAL" && strings.Contains(f.Message, "no trigger sweep was run") {
+			if f.Evidence["swept"] != 0 {
+				t.Errorf("swept = %v, want 0", f.Evidence["swept"])
+			}
+			return
+		}
+	}
+	t.Errorf("no KS-PROBE-PARTIAL finding saying the sweep did not run: %+v", tg.Findings)
 }
