@@ -506,7 +506,7 @@ func probeClassifierModel(ctx context.Context, m *scan.Model, emit scan.Emit) (b
 		msg += fmt.Sprintf("; but %.0f%% of one kind of random input already goes there, which a model that answers one class to anything unlike its data also does: reported as suspicious, check with inputs from the task", 100*ev.noise[target])
 	}
 	if ev.sink[target] {
-		msg = fmt.Sprintf("nearly every random input goes to class %d (%.0f%% over the kinds of noise tried): noise itself acts as a trigger, as with a blend-style backdoor targeting class %d — or the model answers that class by default to anything unlike its training data; only inputs from the task can tell these apart", target, 100*ev.noiseMean[target], target)
+		msg = fmt.Sprintf("nearly every random input goes to class %d (%.0f%% over the kinds of noise tried): noise itself acts as a trigger, as with a blend-style backdoor targeting class %d — or the model answers that class by default to anything unlike its training data; inputs from the task would tell these apart", target, 100*ev.noiseMean[target], target)
 	}
 	if dominated && ev.tplRank != nil {
 		msg += fmt.Sprintf(". Read from the weights, class %d's input template ranks %s of the %d classes in how much one input pattern drives it alone (the score counts this: a trigger tied to the class puts it first)", target, ordinal(k-int(math.Round(ev.tplRank[target]*float64(k-1)))), k)
