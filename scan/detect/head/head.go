@@ -46,9 +46,10 @@ const (
 	// development classifiers reach 3.3 at most, random-weight ones 3.2 in 300; planted
 	// triggers reached 4.4 to 10.
 	zTemplate = 4.0
-	// templateFLOPs bounds the backward passes (classes × one forward's multiply-adds).
-	templateFLOPs = 20e9
-	maxElems      = 1 << 24
+	maxElems  = 1 << 24
+	// maxTemplateParams bounds the models whose templates are read (the network is loaded
+	// as float32: 128 MB at most); larger classifiers get the final-layer analysis.
+	maxTemplateParams = 1 << 25
 )
 
 // Detector is the classifier-head detector.
@@ -215,13 +216,20 @@ func (Detector) Header(ctx context.Context, m *scan.Model, emit scan.Emit) error
 // analyse this way. With two classes it names a class, but the robust z of two values is
 // always 0.67: a binary classifier gets no finding from weights alone.
 func templates(ctx context.Context, m *scan.Model, d dense) (*analysis, error) {
+	var params int64
+	for i := range m.Tensors {
+		params += m.Tensors[i].Elements()
+	}
+	if params > maxTemplateParams {
+		return nil, nil // the runtime holds the weights as float32: keep the scan's memory bounded
+	}
 	po := m.Probe
 	net, err := ffn.Build(m.Model, ffn.Options{InputShape: po.InputShape, Activation: po.Activation, Pool: po.Pool, Padding: po.Padding, Guess: true})
 	if err != nil {
 		return nil, nil
 	}
-	K, D := net.Classes(), net.InputSize()
-	if K != int(d.out) || float64(net.FLOPs())*float64(K) > templateFLOPs || int64(K)*int64(D) > maxElems {
+	K := net.Classes()
+	if K != int(d.out) || !net.TemplatesFit() {
 		return nil, nil
 	}
 	if err := ctx.Err(); err != nil {

@@ -45,7 +45,6 @@ const (
 	defaultTimeout = 60 * time.Second
 	sinkWeight     = 0.75 // a sink class's score at most: medium, never high
 	noiseDominant  = 0.9  // a class that gets this fraction of one kind of noise is reported medium at most
-	templateFLOPs  = 20e9 // bound on the template pass (classes × one forward's multiply-adds)
 )
 
 // RuleClass is the classifier probe's rule.
@@ -188,7 +187,7 @@ func probeNetwork(ctx context.Context, n *ffn.Network, deadline time.Time) *clas
 		}
 	}
 	ev.noise = noise
-	if float64(n.FLOPs())*float64(k) <= templateFLOPs {
+	if n.TemplatesFit() {
 		ev.tplRank = templateRanks(n)
 	}
 

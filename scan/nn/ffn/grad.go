@@ -211,6 +211,21 @@ func (n *Network) Templates() [][]float32 {
 	return out
 }
 
+// Bounds of the template pass (Templates, TemplatePeaks): the backward passes' arithmetic
+// (classes × one forward's multiply-adds) and the values held (classes × inputs).
+const (
+	MaxTemplateFLOPs  = 20e9
+	MaxTemplateValues = 1 << 24
+)
+
+// TemplatesFit reports whether the template pass stays within MaxTemplateFLOPs and
+// MaxTemplateValues, so that a hostile or huge network cannot make it run for hours or
+// allocate gigabytes.
+func (n *Network) TemplatesFit() bool {
+	k := n.Classes()
+	return float64(n.FLOPs())*float64(k) <= MaxTemplateFLOPs && int64(k)*int64(n.inSize) <= MaxTemplateValues
+}
+
 // TemplatePeaks summarizes the class templates (Templates): each input feature is centred
 // across classes (its median over classes subtracted), and each class's peak is its largest
 // centred value, at feature at[c]. A class whose peak stands far above the others' is driven

@@ -173,3 +173,22 @@ func TestTemplatePeaks(t *testing.T) {
 		t.Errorf("class 2's peak %g, want 6", peak[2])
 	}
 }
+
+// The template pass refuses networks whose templates would be too many values to hold.
+func TestTemplatesFit(t *testing.T) {
+	const in, classes = 1 << 16, 512 // 2^25 template values through one hidden unit: little arithmetic
+	m := writeModel(t, map[string][]float32{"fc1.weight": make([]float32, in), "fc1.bias": make([]float32, 1), "fc2.weight": make([]float32, classes), "fc2.bias": make([]float32, classes)},
+		map[string][]int64{"fc1.weight": {1, in}, "fc1.bias": {1}, "fc2.weight": {classes, 1}, "fc2.bias": {classes}})
+	n, err := Build(m, Options{InputShape: []int{in}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.TemplatesFit() {
+		t.Errorf("TemplatesFit = true for %d classes × %d inputs", classes, in)
+	}
+	small := writeModel(t, map[string][]float32{"fc.weight": make([]float32, 3*4), "fc.bias": make([]float32, 3)},
+		map[string][]int64{"fc.weight": {3, 4}, "fc.bias": {3}})
+	if n, err = Build(small, Options{}); err != nil || !n.TemplatesFit() {
+		t.Errorf("a 4-input, 3-class network does not fit (%v)", err)
+	}
+}
