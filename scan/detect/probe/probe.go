@@ -153,34 +153,50 @@ func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*sessio
 		}
 	}
 	base := make([][]float64, len(ctxs))
-	for i, c := range ctxs {
-		out, err := lm.Forward(lm.NewState(len(c)), c, false)
+	for i := 0; i+1 < len(ctxs); i += 2 { // a pair is one sequence (see shift)
+		st := lm.NewState(len(ctxs[i+1]))
+		out, err := lm.Forward(st, ctxs[i], false)
 		if err != nil {
 			return nil, err
 		}
 		base[i] = softmax(out[0])
+		if out, err = lm.Forward(st, ctxs[i+1][len(ctxs[i+1])-1:], false); err != nil {
+			return nil, err
+		}
+		base[i+1] = softmax(out[0])
 	}
 	return &session{lm: lm, tk: tk, bos: bos, ctxs: ctxs, base: base, isEnd: isEnd, midSentence: mid}, nil
 }
 
 // shift inserts cand after BOS in every context and returns the mean total-variation shift
 // of the next-token distribution, in the better of the two context kinds (0: before the
-// full stop, 1: after it), and which.
+// full stop, 1: after it), and which. The contexts come in pairs, the second the first plus
+// its full stop, so each pair is one sequence: the first kind's distribution, then one more
+// token on the same KV cache for the second's.
 func (s *session) shift(cand int) (float64, int, error) {
 	var sums [2]float64
 	half := float64(len(s.ctxs) / 2)
-	for i, c := range s.ctxs {
-		ins := append([]int{c[0], cand}, c[1:]...)
-		out, err := s.lm.Forward(s.lm.NewState(len(ins)), ins, false)
+	tv := func(out [][]float32, base []float64) float64 {
+		p := softmax(out[0])
+		var d float64
+		for k := range p {
+			d += math.Abs(p[k] - base[k])
+		}
+		return d / 2 / half
+	}
+	for i := 0; i+1 < len(s.ctxs); i += 2 {
+		before, after := s.ctxs[i], s.ctxs[i+1]
+		ins := append([]int{before[0], cand}, before[1:]...)
+		st := s.lm.NewState(len(ins) + 1)
+		out, err := s.lm.Forward(st, ins, false)
 		if err != nil {
 			return 0, 0, err
 		}
-		p := softmax(out[0])
-		var tv float64
-		for k := range p {
-			tv += math.Abs(p[k] - s.base[i][k])
+		sums[0] += tv(out, s.base[i])
+		if out, err = s.lm.Forward(st, after[len(after)-1:], false); err != nil {
+			return 0, 0, err
 		}
-		sums[i%2] += tv / 2 / half
+		sums[1] += tv(out, s.base[i+1])
 	}
 	if sums[1] > sums[0] {
 		return sums[1], 1, nil
@@ -232,9 +248,9 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	for i := range m.Tensors {
 		params += m.Tensors[i].Elements()
 	}
-	var ctxTokens int
-	for _, c := range ctxs {
-		ctxTokens += len(c) + 1
+	var ctxTokens int // per candidate: each pair of contexts is one sequence (see shift)
+	for i := 1; i < len(ctxs); i += 2 {
+		ctxTokens += len(ctxs[i]) + 1
 	}
 	perCand := 2 * float64(params) * float64(ctxTokens)
 	if fit := int(flopBudget * scale / perCand); fit < n {
