@@ -68,13 +68,20 @@ type File struct {
 	c    func() error
 }
 
-// ReadAt reads len(p) bytes at off.
-func (f *File) ReadAt(p []byte, off int64) (int, error) {
+// ReadAt reads len(p) bytes at off. A memory fault while copying from a mapped file that
+// shrank is returned as an error wrapping ErrFault.
+func (f *File) ReadAt(p []byte, off int64) (n int, err error) {
 	if f.data != nil {
 		if off < 0 || off > int64(len(f.data)) {
 			return 0, io.EOF
 		}
-		n := copy(p, f.data[off:])
+		err = Guard(f.Path, func() error {
+			n = copy(p, f.data[off:])
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
 		if n < len(p) {
 			return n, io.EOF
 		}
@@ -263,12 +270,16 @@ func (r *TensorReader) ReadElements(start int64, dst []float32) error {
 // Decode is ReadElements that also returns the stored bytes the values were decoded from:
 // the whole blocks covering them, as they are in the file (before any byte-order
 // conversion). The bytes are only valid until the next call and must not be modified.
+// A memory fault (the file truncated while mapped) is returned as an error wrapping
+// ErrFault.
 func (r *TensorReader) Decode(start int64, dst []float32) ([]byte, error) {
 	raw, err := r.Bytes(start, int64(len(dst)))
 	if err != nil {
 		return nil, err
 	}
-	r.DecodeBytes(raw, start, dst)
+	if err := Guard(r.f.Path, func() error { r.DecodeBytes(raw, start, dst); return nil }); err != nil {
+		return nil, err
+	}
 	return raw, nil
 }
 

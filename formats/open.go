@@ -50,9 +50,9 @@ func formatList() []Format {
 var ErrNoModel = errors.New("no model in a known format")
 
 // Open opens the model at path. A file's format is told by its first bytes, never by its
-// name. A directory is a model when it holds a sharded safetensors index
-// (model.safetensors.index.json), safetensors files, or a single GGUF file. The model's
-// files stay open until Close.
+// name. A directory is opened when it holds exactly one model by ModelsIn (a sharded
+// safetensors checkpoint, or one safetensors or GGUF file); none or several are an error
+// wrapping ErrNoModel that names what is there. The model's files stay open until Close.
 func Open(path string) (*Model, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -60,19 +60,7 @@ func Open(path string) (*Model, error) {
 	}
 	fl := formatList()
 	if st.IsDir() {
-		for _, f := range fl {
-			if f.OpenDir == nil {
-				continue
-			}
-			m, ok, err := f.OpenDir(path)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				return m, nil
-			}
-		}
-		return nil, fmt.Errorf("formats: directory %s: %w", path, ErrNoModel)
+		return openDir(path, fl)
 	}
 	file, err := OpenFile(path)
 	if err != nil {

@@ -26,6 +26,7 @@ type Model struct {
 	triggers   []Trigger
 	triggered  bool
 	histograms []Histogram
+	analyses   map[string]string // set by detectors (SetAnalysis)
 }
 
 // SetClassifier records the classifier-head analysis (Target.Classifier). When several

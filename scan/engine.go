@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -41,6 +40,10 @@ type Options struct {
 	// Base is a reference model (file or directory, any format) the targets are compared
 	// with by the DiffDetectors; "" for none.
 	Base string
+	// Discovered, when set, is told the targets before the first is scanned.
+	Discovered func([]Spec)
+	// Observe, when set, is told each target's result as soon as it is complete.
+	Observe func(Target)
 }
 
 // ProbeOptions tune the behavioural probes.
@@ -66,138 +69,10 @@ type Progress interface {
 	Done()
 }
 
-// Targets expands paths into the models to scan: a file is one model; a directory holds a
-// safetensors model (its index, or all its *.safetensors files, grouped as one model) and
-// one model per GGUF file; with recursive, subdirectories are searched too. Paths are
-// returned in a stable order, each model once.
-func Targets(paths []string, recursive bool) ([]string, error) {
-	var out []string
-	seen := map[string]bool{}
-	add := func(p string) {
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			// keep it: the scan reports it as a target that could not be read
-			add(p)
-			continue
-		}
-		if !st.IsDir() {
-			add(p)
-			continue
-		}
-		found := 0
-		err = walkDirs(p, recursive, func(dir string, names []string) {
-			for _, t := range dirTargets(dir, names) {
-				add(t)
-				found++
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		if found == 0 {
-			add(p) // reported as "no model"
-		}
-	}
-	return out, nil
-}
-
-// dirTargets lists the models of one directory: a sharded safetensors checkpoint (an
-// index, or files named like shards, -00001-of-00003) is one model, the directory; every
-// other safetensors file and every GGUF file is a model of its own.
-func dirTargets(dir string, names []string) []string {
-	var out, st []string
-	index, shards := false, 0
-	for _, n := range names {
-		low := strings.ToLower(n)
-		switch {
-		case strings.HasSuffix(low, ".safetensors.index.json"):
-			index = true
-		case strings.HasSuffix(low, ".safetensors"):
-			st = append(st, n)
-			if isShardName(strings.TrimSuffix(low, ".safetensors")) {
-				shards++
-			}
-		}
-	}
-	if index || (shards > 1 && shards == len(st)) {
-		out = append(out, dir)
-	} else {
-		for _, n := range st {
-			out = append(out, filepath.Join(dir, n))
-		}
-	}
-	for _, n := range names {
-		if strings.HasSuffix(strings.ToLower(n), ".gguf") {
-			out = append(out, filepath.Join(dir, n))
-		}
-	}
-	return out
-}
-
-// isShardName reports whether a file name (without extension) ends like a shard:
-// "-00001-of-00003".
-func isShardName(s string) bool {
-	i := strings.LastIndex(s, "-of-")
-	if i < 0 {
-		return false
-	}
-	j := strings.LastIndex(s[:i], "-")
-	if j < 0 {
-		return false
-	}
-	return allDigits(s[j+1:i]) && allDigits(s[i+4:])
-}
-
-func allDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// walkDirs calls fn for dir (and, when recursive, every directory below it, not following
-// symbolic links) with the sorted names of the regular files in it.
-func walkDirs(dir string, recursive bool, fn func(dir string, names []string)) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var names, subs []string
-	for _, e := range ents {
-		switch {
-		case e.Type().IsRegular():
-			names = append(names, e.Name())
-		case e.IsDir() && !strings.HasPrefix(e.Name(), "."):
-			subs = append(subs, e.Name())
-		}
-	}
-	sort.Strings(names)
-	sort.Strings(subs)
-	fn(dir, names)
-	if recursive {
-		for _, s := range subs {
-			if err := walkDirs(filepath.Join(dir, s), true, fn); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// Run scans the models at paths (see Targets) and returns the report. A target that cannot
-// be read becomes a Target with Error set and the others are still scanned; Run itself
-// fails only when ctx is cancelled (returning what it has) or paths cannot be expanded.
+// Run scans the models at paths (see Discover) and returns the report. A target that cannot
+// be read becomes a Target with Error set and the others are still scanned. When ctx is
+// cancelled Run stops within the current detector's next check, and returns the report
+// (the target it was scanning and every one after it marked Incomplete) with ctx.Err().
 func Run(ctx context.Context, paths []string, opt Options) (*Report, error) {
 	if opt.Jobs <= 0 {
 		opt.Jobs = runtime.NumCPU()
@@ -208,62 +83,282 @@ func Run(ctx context.Context, paths []string, opt Options) (*Report, error) {
 	if opt.Detectors == nil {
 		opt.Detectors = Detectors()
 	}
-	targets, err := Targets(paths, opt.Recursive)
-	if err != nil {
-		return nil, err
+	specs := Discover(paths, opt.Recursive)
+	if opt.Discovered != nil {
+		opt.Discovered(specs)
 	}
 	rep := &Report{Schema: Schema, Tool: Tool{Name: "kensa", Version: opt.Version}, Targets: []Target{}}
-	var base *Model
-	var baseErr error
+	var (
+		base     *Model
+		baseInfo *BaseInfo
+		baseErr  error
+	)
 	if opt.Base != "" {
-		bm, err := formats.Open(opt.Base)
-		if err != nil {
-			baseErr = fmt.Errorf("base model: %w", err)
-		} else {
-			defer bm.Close()
-			if kvs, err := companionMetadata(bm); err == nil {
-				bm.Metadata = append(bm.Metadata, kvs...)
-			}
-			base = newModel(bm)
+		var closeBase func()
+		base, baseInfo, closeBase, baseErr = openBase(ctx, &opt)
+		if closeBase != nil {
+			defer closeBase()
 		}
 	}
-	for _, p := range targets {
+	for i := range specs {
 		if err := ctx.Err(); err != nil {
+			for _, s := range specs[i:] {
+				rep.Targets = append(rep.Targets, Unscanned(s, "interrupted before it was scanned"))
+			}
 			return rep, err
 		}
+		var t Target
 		if baseErr != nil {
-			rep.Targets = append(rep.Targets, Target{Path: p, Findings: []Finding{}, Files: []FileInfo{}, Error: baseErr.Error(), Risk: Risk{Verdict: VerdictError}})
-			continue
+			t = newTarget(&specs[i])
+			t.Error = baseErr.Error()
+			t.Coverage.Analyses = allNotRun("the base model could not be read")
+			t.Risk = Risk{Verdict: VerdictError}
+		} else {
+			t = scanSpec(ctx, &specs[i], &opt, base)
 		}
-		t, err := scanTarget(ctx, p, &opt, base)
+		t.Base = baseInfo
 		rep.Targets = append(rep.Targets, t)
-		if err != nil {
-			return rep, err
+		if opt.Observe != nil {
+			opt.Observe(t)
 		}
 	}
-	return rep, nil
+	return rep, ctx.Err()
 }
 
-// scanTarget scans one model. Errors reading the model go into the Target; the returned
-// error is only ctx's.
-func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Target, error) {
-	t := Target{Path: path, Findings: []Finding{}, Files: []FileInfo{}}
-	fm, err := formats.Open(path)
+// Unscanned is the report entry of a target that was not scanned (an interrupted run):
+// incomplete, with the reason as its error.
+func Unscanned(s Spec, reason string) Target {
+	t := newTarget(&s)
+	t.Incomplete = true
+	t.Error = reason
+	t.Coverage.Analyses = allNotRun(reason)
+	t.Risk = Risk{Verdict: VerdictError}
+	return t
+}
+
+// newTarget starts the report entry of a spec.
+func newTarget(s *Spec) Target {
+	t := Target{Path: s.Path, Name: s.Name, Findings: append([]Finding{}, s.Findings...), Files: []FileInfo{},
+		Coverage: &Coverage{FilesSkipped: append([]SkippedFile{}, s.Skipped...), Analyses: map[string]string{}}}
+	return t
+}
+
+// openBase opens the base model of a differential scan and identifies it.
+func openBase(ctx context.Context, opt *Options) (*Model, *BaseInfo, func(), error) {
+	info := &BaseInfo{Path: opt.Base}
+	bm, err := formats.Open(opt.Base)
+	if err != nil {
+		return nil, info, nil, fmt.Errorf("base model: %w", err)
+	}
+	info.Format = bm.Format
+	if kvs, _, _, err := companions(bm); err == nil {
+		bm.Metadata = append(bm.Metadata, kvs...)
+	}
+	if !opt.NoHash {
+		var files []FileInfo
+		herr := formats.Guard(opt.Base, func() error {
+			var err error
+			files, err = hashFiles(ctx, bm.Files)
+			return err
+		})
+		if herr != nil {
+			bm.Close()
+			return nil, info, nil, fmt.Errorf("base model: %w", herr)
+		}
+		info.Files = files
+		info.SHA256 = combinedDigest(files)
+	}
+	return newModel(bm), info, func() { bm.Close() }, nil
+}
+
+// combinedDigest is the SHA-256 of a model's files: the file's own for one file; for
+// several, the SHA-256 of the lines "HEX  NAME\n" (sha256sum's format, by file name).
+func combinedDigest(files []FileInfo) string {
+	if len(files) == 1 {
+		return files[0].SHA256
+	}
+	lines := make([]string, len(files))
+	for i, f := range files {
+		lines[i] = f.SHA256 + "  " + filepath.Base(f.Path) + "\n"
+	}
+	sort.Strings(lines)
+	h := sha256.New()
+	for _, l := range lines {
+		h.Write([]byte(l))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// scanSpec scans one target. Whatever goes wrong goes into the Target: a model that cannot
+// be read, a detector's error, a file truncated while it is read (a memory fault, caught),
+// an interruption (Incomplete).
+func scanSpec(ctx context.Context, s *Spec, opt *Options, base *Model) Target {
+	t := newTarget(s)
+	err := formats.Guard(s.Path, func() error {
+		switch s.kind {
+		case kindError:
+			t.Error = s.Err.Error()
+			t.Coverage.Analyses = allNotRun("the target could not be read")
+		case kindFiles:
+			if s.Err != nil {
+				t.Error = s.Err.Error()
+			}
+			t.Coverage.Analyses = allNotRun("no model file in a format kensa reads")
+		case kindOllama:
+			scanOllama(ctx, s, &t, opt, base)
+		default:
+			fm, err := formats.Open(s.Path)
+			if err != nil {
+				t.Error = err.Error()
+				t.Coverage.Analyses = allNotRun("the model could not be read")
+				break
+			}
+			defer fm.Close()
+			scanModel(ctx, fm, &t, opt, base)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Incomplete = true
+		t.Error = joinErr(t.Error, err.Error())
+	}
+	if ctx.Err() != nil && !t.Incomplete && t.Error == "" && s.kind != kindError {
+		// the scan ended early: say what was not examined
+		t.Incomplete = true
+		t.Error = "interrupted"
+	}
+	t.Risk = assess(&t)
+	return t
+}
+
+func joinErr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "\n" + b
+}
+
+// scanOllama scans an Ollama manifest: the model blob with the manifest's template, system
+// prompt, parameters, messages and license as its metadata; adapters and projectors as
+// models of their own, their findings merged; every blob's digest checked.
+func scanOllama(ctx context.Context, s *Spec, t *Target, opt *Options, base *Model) {
+	e, err := loadOllama(s)
+	if e != nil {
+		t.Findings = append(t.Findings, e.findings...)
+		t.Coverage.FilesSkipped = append(t.Coverage.FilesSkipped, e.skipped...)
+	}
 	if err != nil {
 		t.Error = err.Error()
-		t.Risk = Risk{Score: 0, Verdict: VerdictError}
-		return t, nil
+		t.Coverage.Analyses = allNotRun("the manifest could not be read")
+		if e != nil {
+			t.Files = append(t.Files, e.files...)
+		}
+		return
+	}
+	fm, err := formats.Open(e.models[0].path)
+	if err != nil {
+		t.Error = err.Error()
+		t.Coverage.Analyses = allNotRun("the model blob could not be read")
+		t.Files = append(t.Files, e.files...)
+		return
 	}
 	defer fm.Close()
+	fm.Metadata = append(fm.Metadata, e.kvs...)
+	scanModel(ctx, fm, t, opt, base)
+	for _, x := range e.models[1:] {
+		if ctx.Err() != nil {
+			t.Coverage.FilesSkipped = append(t.Coverage.FilesSkipped, SkippedFile{Path: x.path, Format: x.layer.MediaType, Reason: "interrupted before it was scanned"})
+			continue
+		}
+		xm, err := formats.Open(x.path)
+		if err != nil {
+			t.Error = joinErr(t.Error, fmt.Sprintf("%s layer %s: %v", x.layer.MediaType, x.layer.Digest, err))
+			continue
+		}
+		sub := Target{Findings: []Finding{}, Coverage: &Coverage{Analyses: map[string]string{}}}
+		xopt := *opt
+		xopt.Probe, xopt.Base = false, ""
+		scanModel(ctx, xm, &sub, &xopt, nil)
+		xm.Close()
+		kind := strings.TrimPrefix(x.layer.MediaType, "application/vnd.ollama.image.")
+		for _, f := range sub.Findings {
+			f.Message = kind + " layer: " + f.Message
+			t.Findings = append(t.Findings, f)
+		}
+		t.Files = append(t.Files, sub.Files...)
+		if sub.Error != "" {
+			t.Error = joinErr(t.Error, kind+" layer: "+sub.Error)
+		}
+		t.Incomplete = t.Incomplete || sub.Incomplete
+	}
+	// digests of the model blobs, from the hashes of the scan
+	checked := 0
+	for _, x := range e.models {
+		for _, f := range t.Files {
+			if f.Path == x.path && f.SHA256 != "" {
+				checked++
+				if f.SHA256 != x.hex {
+					t.Findings = append(t.Findings, digestFinding(x, "has SHA-256 "+f.SHA256+", not the "+x.hex+" it is named by"))
+				}
+			}
+		}
+	}
+	t.Files = append(e.files, t.Files...)
+	switch {
+	case checked == len(e.models):
+		t.Coverage.Analyses["digests"] = AnalysisDone
+	case opt.NoHash:
+		t.Coverage.Analyses["digests"] = NotRun("--no-hash: the model blobs' digests were not checked")
+	default:
+		t.Coverage.Analyses["digests"] = NotRun("the model blobs could not be hashed")
+	}
+	sortFindings(t.Findings)
+}
+
+// scanModel runs the detectors on one opened model and fills t.
+func scanModel(ctx context.Context, fm *formats.Model, t *Target, opt *Options, base *Model) {
 	var derr []error
-	if kvs, err := companionMetadata(fm); err != nil {
-		derr = append(derr, err)
-	} else {
-		fm.Metadata = append(fm.Metadata, kvs...)
+	kvs, cfs, examined, cerr := companions(fm)
+	if cerr != nil {
+		derr = append(derr, cerr)
+	}
+	fm.Metadata = append(fm.Metadata, kvs...)
+	t.Findings = append(t.Findings, cfs...)
+	if len(examined) > 0 {
+		ex := map[string]bool{}
+		for _, p := range examined {
+			ex[filepath.Clean(p)] = true
+		}
+		kept := t.Coverage.FilesSkipped[:0]
+		for _, sk := range t.Coverage.FilesSkipped {
+			if !ex[filepath.Clean(sk.Path)] {
+				kept = append(kept, sk)
+			}
+		}
+		t.Coverage.FilesSkipped = kept
 	}
 	m := newModel(fm)
 	m.Probe = opt.ProbeOptions
 	t.Format, t.Tensors, t.Parameters, t.Layers = fm.Format, len(fm.Tensors), fm.Parameters(), m.Layers
+	an := t.Coverage.Analyses
+	selected := map[string]bool{}
+	for _, d := range opt.Detectors {
+		if a, ok := analysisOf[d.Name()]; ok {
+			selected[a] = true
+		}
+	}
+	state := func(a string, err error) {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			an[a] = NotRun("interrupted")
+		case err != nil:
+			an[a] = NotRun("failed: " + err.Error())
+		default:
+			if _, ok := an[a]; !ok {
+				an[a] = AnalysisDone
+			}
+		}
+	}
 
 	var (
 		mu       sync.Mutex
@@ -283,21 +378,31 @@ func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Ta
 		hwg.Add(1)
 		go func() {
 			defer hwg.Done()
-			hashes, hashErr = hashFiles(ctx, fm.Files)
+			hashErr = formats.Guard(fm.Path, func() error {
+				var err error
+				hashes, err = hashFiles(ctx, fm.Files)
+				return err
+			})
 		}()
 	}
 
 	for _, d := range opt.Detectors {
 		if hd, ok := d.(HeaderDetector); ok {
-			if err := hd.Header(ctx, m, emit); err != nil {
+			err := hd.Header(ctx, m, emit)
+			if err != nil {
 				derr = append(derr, fmt.Errorf("%s: %w", d.Name(), err))
+			}
+			if a, ok := analysisOf[d.Name()]; ok {
+				state(a, err)
 			}
 		}
 	}
 	var passes []TensorPass
+	var passNames []string
 	for _, d := range opt.Detectors {
 		if td, ok := d.(TensorDetector); ok {
 			passes = append(passes, td.Begin(m, opt.Jobs))
+			passNames = append(passNames, d.Name())
 		}
 	}
 	if len(passes) > 0 {
@@ -308,7 +413,7 @@ func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Ta
 		chunks, total := tensorwalk.Plan(fm, sel, opt.ChunkElems)
 		var add func(int64)
 		if opt.Progress != nil {
-			opt.Progress.Start(path, total)
+			opt.Progress.Start(t.Path, total)
 			add = opt.Progress.Add
 		}
 		err := tensorwalk.Walk(ctx, fm, chunks, tensorwalk.Options{Jobs: opt.Jobs, Progress: add},
@@ -331,17 +436,27 @@ func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Ta
 		if opt.Progress != nil {
 			opt.Progress.Done()
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				hwg.Wait()
-				return t, ctx.Err()
-			}
+		if err != nil && ctx.Err() == nil {
 			derr = append(derr, err)
+			t.Incomplete = true // the weights were not all examined
 		}
-		if err == nil {
-			for _, p := range passes {
-				if err := p.Finish(ctx, emit); err != nil {
-					derr = append(derr, err)
+		for i, p := range passes {
+			a, ok := analysisOf[passNames[i]]
+			switch {
+			case err != nil:
+				if ok {
+					state(a, err)
+				}
+			default:
+				ferr := p.Finish(ctx, emit)
+				if ferr != nil {
+					derr = append(derr, ferr)
+				}
+				if ok {
+					if len(fm.Tensors) == 0 {
+						an[a] = NotRun("the model has no tensors")
+					}
+					state(a, ferr)
 				}
 			}
 		}
@@ -349,8 +464,12 @@ func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Ta
 	if base != nil && ctx.Err() == nil {
 		for _, d := range opt.Detectors {
 			if dd, ok := d.(DiffDetector); ok {
-				if err := dd.Diff(ctx, base, m, emit); err != nil {
+				err := dd.Diff(ctx, base, m, emit)
+				if err != nil {
 					derr = append(derr, fmt.Errorf("%s: %w", d.Name(), err))
+				}
+				if a, ok := analysisOf[d.Name()]; ok {
+					state(a, err)
 				}
 			}
 		}
@@ -361,39 +480,94 @@ func scanTarget(ctx context.Context, path string, opt *Options, base *Model) (Ta
 		m.Probe.DecodersOnly = !opt.Probe
 		for _, d := range opt.Detectors {
 			if pd, ok := d.(ProbeDetector); ok {
-				if err := pd.Probe(ctx, m, emit); err != nil {
+				err := pd.Probe(ctx, m, emit)
+				if err != nil {
 					derr = append(derr, fmt.Errorf("%s: %w", d.Name(), err))
+				}
+				if a, ok := analysisOf[d.Name()]; ok {
+					if s, set := m.analysis(a); set {
+						an[a] = s
+					}
+					state(a, err)
 				}
 			}
 		}
 	}
 	hwg.Wait()
-	if hashErr != nil {
+	if hashErr != nil && ctx.Err() == nil {
 		derr = append(derr, hashErr)
 	}
-	if ctx.Err() != nil {
-		return t, ctx.Err()
+	for _, e := range derr {
+		if errors.Is(e, formats.ErrFault) {
+			t.Incomplete = true // a file changed under the scan: nothing after it is sure
+		}
 	}
-	t.Files = hashes
+	// what did not run, and why
+	for _, a := range analysisNames {
+		if s, set := m.analysis(a); set {
+			if cur, ok := an[a]; !ok || cur == AnalysisDone {
+				an[a] = s
+			}
+		}
+		if _, ok := an[a]; ok {
+			continue
+		}
+		switch {
+		case !selected[a]:
+			an[a] = NotRun("detector not selected")
+		case ctx.Err() != nil:
+			an[a] = NotRun("interrupted")
+		case a == "diff" && base == nil:
+			an[a] = NotRun("no --base given")
+		case a == "probe" && !opt.Probe && base == nil:
+			an[a] = NotRun("--probe not given")
+		default:
+			an[a] = AnalysisDone
+		}
+	}
+	if ctx.Err() != nil {
+		t.Incomplete = true
+		derr = append(derr, fmt.Errorf("interrupted: %w", ctx.Err()))
+	}
+	t.Files = append(t.Files, hashes...)
 	if opt.NoHash || hashes == nil {
-		t.Files = make([]FileInfo, len(fm.Files))
-		for i, f := range fm.Files {
-			t.Files[i] = FileInfo{Path: f.Path, Size: f.Size}
+		for _, f := range fm.Files {
+			t.Files = append(t.Files, FileInfo{Path: f.Path, Size: f.Size})
 		}
 	}
 	sortFindings(findings)
 	t.Findings = append(t.Findings, findings...)
+	sortFindings(t.Findings)
 	t.Classifier = m.classifier
 	if m.triggered {
 		t.Triggers = append([]Trigger{}, m.triggers...)
-		sort.SliceStable(t.Triggers, func(i, j int) bool { return t.Triggers[i].Score > t.Triggers[j].Score })
+		sortTriggers(t.Triggers)
 	}
 	t.Histograms = m.histograms
 	if len(derr) > 0 {
-		t.Error = errors.Join(derr...).Error()
+		t.Error = joinErr(t.Error, errors.Join(derr...).Error())
 	}
-	t.Risk = assess(&t)
-	return t, nil
+}
+
+// sortTriggers lists triggers the model's behaviour confirmed (a forced output found by
+// running it) before weight-only candidates, each group by its own score: scores from
+// different sources are not on one scale.
+func sortTriggers(ts []Trigger) {
+	confirmed := func(t *Trigger) bool { return t.ForcedOutput != "" && t.Source != "weights" }
+	sort.SliceStable(ts, func(i, j int) bool {
+		ci, cj := confirmed(&ts[i]), confirmed(&ts[j])
+		if ci != cj {
+			return ci
+		}
+		return ts[i].Score > ts[j].Score
+	})
+}
+
+// companions returns the metadata of the files that sit beside a model (chat templates),
+// findings about those files, and the paths of the files examined.
+func companions(fm *formats.Model) ([]formats.KV, []Finding, []string, error) {
+	kvs, err := companionMetadata(fm)
+	return kvs, nil, nil, err
 }
 
 // maxReadFactor bounds the bytes a tensor pass decodes to this many times the model's file

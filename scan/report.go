@@ -133,7 +133,11 @@ type Histogram struct {
 
 // Target is the result for one scanned model.
 type Target struct {
-	Path       string      `json:"path"`
+	Path string `json:"path"`
+	// Name is the model's name where the place it was found gives one: ORG/NAME@REV for a
+	// Hugging Face cache snapshot, MODEL:TAG (NAMESPACE/MODEL:TAG outside "library") for an
+	// Ollama manifest.
+	Name       string      `json:"name,omitempty"`
 	Format     string      `json:"format"`
 	Files      []FileInfo  `json:"files"`
 	Tensors    int         `json:"tensors"`
@@ -143,9 +147,52 @@ type Target struct {
 	Triggers   []Trigger   `json:"triggers,omitzero"`   // present when trigger analysis ran
 	Classifier *Classifier `json:"classifier,omitzero"` // present when classifier analysis ran
 	Error      string      `json:"error"`
+	// Incomplete is set when an interruption or a fault cut the target's scan short: what
+	// it holds was found, but not everything was examined.
+	Incomplete bool `json:"incomplete,omitempty"`
+	// Coverage says what was and was not examined.
+	Coverage *Coverage `json:"coverage,omitempty"`
+	// Base names the base model of a differential scan (--base).
+	Base *BaseInfo `json:"base,omitempty"`
 
 	Histograms []Histogram `json:"-"` // of flagged tensors, for the HTML report
 	Layers     int         `json:"-"` // number of numbered blocks, for the HTML heat map
+}
+
+// Coverage accounts for everything a target was made of: the files that were not scanned
+// and the analyses that did or did not run.
+type Coverage struct {
+	// FilesSkipped lists every file of the model directory or store entry that was not
+	// scanned, with why.
+	FilesSkipped []SkippedFile `json:"files_skipped"`
+	// Analyses maps each analysis (structure, metadata, weights, payload, head, probe,
+	// diff) to "done" or "not run: REASON".
+	Analyses map[string]string `json:"analyses"`
+}
+
+// SkippedFile is a file that belongs to a target but was not scanned.
+type SkippedFile struct {
+	Path   string `json:"path"`
+	Format string `json:"format"` // what kind of file it is ("pytorch pickle", "readme", ...)
+	Reason string `json:"reason"`
+}
+
+// Analysis states of Coverage.Analyses.
+const (
+	AnalysisDone   = "done"
+	analysisNotRun = "not run: "
+)
+
+// NotRun returns the Coverage.Analyses value of an analysis that did not run.
+func NotRun(reason string) string { return analysisNotRun + reason }
+
+// BaseInfo identifies the base model of a differential scan.
+type BaseInfo struct {
+	Path   string `json:"path"`
+	Format string `json:"format"`
+	SHA256 string `json:"sha256,omitempty"` // of its file; of its index or first file for several
+	// Files lists every file of the base model with its digest.
+	Files []FileInfo `json:"files,omitempty"`
 }
 
 // Tool names the scanner.

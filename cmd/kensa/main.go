@@ -4,16 +4,34 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/kensa-scan/kensa/cmd/kensa/internal/cli"
 )
 
+// hardStop is how long after the first SIGINT or SIGTERM the process exits whatever it is
+// doing; the scan writes its report before then (cli.InterruptGrace).
+const hardStop = 1900 * time.Millisecond
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		select {
+		case <-sigs:
+			fmt.Fprintln(os.Stderr, "kensa: interrupted again: exiting now")
+		case <-time.After(hardStop):
+			fmt.Fprintln(os.Stderr, "kensa: interrupted: exiting")
+		}
+		os.Exit(cli.ExitInterrupted)
+	}()
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
 	os.Exit(code)
 }

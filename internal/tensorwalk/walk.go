@@ -6,6 +6,7 @@ package tensorwalk
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -110,54 +111,64 @@ func Walk(ctx context.Context, m *formats.Model, chunks []Chunk, opt Options, vi
 		mu.Unlock()
 		cancel()
 	}
+	work := func(w int, cur *string) {
+		var buf []float32
+		var rd *formats.TensorReader
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			i := int(next.Add(1) - 1)
+			if i >= len(chunks) {
+				return
+			}
+			c := chunks[i]
+			t := &m.Tensors[c.Tensor]
+			*cur = t.File + ": tensor " + strconv.Quote(t.Name)
+			if rd == nil || rd.Tensor() != t {
+				var err error
+				if rd, err = m.NewTensorReader(t); err != nil {
+					fail(err)
+					return
+				}
+			}
+			ln := int(c.End - c.Start)
+			if cap(buf) < ln {
+				buf = make([]float32, ln)
+			}
+			vals := buf[:ln]
+			raw, err := rd.Bytes(c.Start, int64(ln))
+			if err != nil {
+				fail(fmt.Errorf("tensor %q: %w", t.Name, err))
+				return
+			}
+			decoded := false
+			values := func() []float32 {
+				if !decoded {
+					rd.DecodeBytes(raw, c.Start, vals)
+					decoded = true
+				}
+				return vals
+			}
+			if err := visit(w, c, raw, values); err != nil {
+				fail(err)
+				return
+			}
+			if opt.Progress != nil {
+				opt.Progress(c.Bytes)
+			}
+		}
+	}
 	for w := 0; w < jobs; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			var buf []float32
-			var rd *formats.TensorReader
-			for {
-				if ctx.Err() != nil {
-					return
-				}
-				i := int(next.Add(1) - 1)
-				if i >= len(chunks) {
-					return
-				}
-				c := chunks[i]
-				t := &m.Tensors[c.Tensor]
-				if rd == nil || rd.Tensor() != t {
-					var err error
-					if rd, err = m.NewTensorReader(t); err != nil {
-						fail(err)
-						return
-					}
-				}
-				ln := int(c.End - c.Start)
-				if cap(buf) < ln {
-					buf = make([]float32, ln)
-				}
-				vals := buf[:ln]
-				raw, err := rd.Bytes(c.Start, int64(ln))
-				if err != nil {
-					fail(fmt.Errorf("tensor %q: %w", t.Name, err))
-					return
-				}
-				decoded := false
-				values := func() []float32 {
-					if !decoded {
-						rd.DecodeBytes(raw, c.Start, vals)
-						decoded = true
-					}
-					return vals
-				}
-				if err := visit(w, c, raw, values); err != nil {
-					fail(err)
-					return
-				}
-				if opt.Progress != nil {
-					opt.Progress(c.Bytes)
-				}
+			// the chunk bytes point into the mapped file: a fault (the file truncated
+			// while mapped) fails the walk instead of killing the process
+			var cur string
+			if err := formats.Guard("", func() error { work(w, &cur); return nil }); err != nil {
+				err = fmt.Errorf("%s: %w", cur, err)
+				fail(err)
 			}
 		}(w)
 	}

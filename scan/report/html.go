@@ -28,6 +28,8 @@ const (
 	maxHistBins   = 96
 	// maxHTMLTriggers is how many trigger candidates are listed per target.
 	maxHTMLTriggers = 100
+	// maxHTMLSkipped is how many files that were not scanned are listed per target.
+	maxHTMLSkipped = 500
 )
 
 //go:embed report.html.tmpl
@@ -78,6 +80,11 @@ type htmlCount struct {
 type htmlTarget struct {
 	ID          string
 	Path        string
+	Name        string // ORG/NAME@REV, MODEL:TAG; "" when the target has none
+	Incomplete  bool
+	VerdictNote string // what the verdict does not rest on (see verdictNote)
+	Base        *htmlBase
+	Coverage    *htmlCoverage
 	Format      string
 	Verdict     string
 	Class       string // verdict CSS class
@@ -105,6 +112,22 @@ type htmlTarget struct {
 	TouchedMore int
 	TrigNote    string
 	Classifier  *htmlClassifier
+}
+
+type htmlBase struct {
+	Path, Format, SHA256 string
+	Files                []htmlFile
+}
+
+type htmlCoverage struct {
+	Analyses    []analysisState
+	Skipped     []htmlSkipped
+	NSkipped    int
+	SkippedMore int
+}
+
+type htmlSkipped struct {
+	Path, Format, Reason string
 }
 
 type htmlFile struct {
@@ -190,12 +213,16 @@ type htmlClassifier struct {
 }
 
 // WriteHTML writes r as one self-contained HTML page (inline CSS and SVG, no scripts, no
-// external resources): a summary, then per target a verdict banner with the risk score,
-// its files and SHA-256 digests, a per-layer heat map of the findings (rows = roles,
+// external resources): a summary, then per target a verdict banner with its name, path,
+// risk score and an incomplete badge, what the verdict does not rest on (an incomplete
+// scan, static checks only), its files and SHA-256 digests, the base model of a
+// differential scan with its digests, a per-layer heat map of the findings (rows = roles,
 // columns = layers plus one for findings outside numbered blocks, cells coloured by the
 // most severe finding, tooltips listing the rules), the findings table (at most
 // MaxHTMLRows rows), histograms of flagged tensors, trigger candidates, the classifier
-// analysis and the error. Every string from the report is escaped by html/template.
+// analysis, the error, and the coverage: each analysis done or not run and why, and the
+// files that were not scanned (at most maxHTMLSkipped) with their kind and why. Every
+// string from the report is escaped by html/template.
 func WriteHTML(w io.Writer, r *scan.Report, opt Options) error {
 	if r == nil {
 		return errNilReport
@@ -221,7 +248,12 @@ func htmlPageOf(r *scan.Report, opt Options) *htmlPage {
 	}
 	p.Title = p.Tool + " report"
 	if len(r.Targets) == 1 {
-		p.Title = clean(r.Targets[0].Path) + " — " + p.Title
+		t := &r.Targets[0]
+		what := t.Path
+		if t.Name != "" {
+			what = t.Name
+		}
+		p.Title = clean(what) + " — " + p.Title
 	}
 	verdicts := map[string]int{}
 	var all []scan.Finding
@@ -283,21 +315,24 @@ func htmlTargetOf(t *scan.Target, i int) htmlTarget {
 	}
 	risk := math.Max(0, math.Min(1, finite(t.Risk.Score)))
 	h := htmlTarget{
-		ID:         "target-" + strconv.Itoa(i+1),
-		Path:       clean(t.Path),
-		Format:     clean(t.Format),
-		Verdict:    clean(v),
-		Class:      class,
-		Risk:       riskText(t),
-		RiskWidth:  int(math.Round(risk * 200)),
-		RiskFill:   verdictFill[class],
-		Tensors:    t.Tensors,
-		Parameters: humanCount(t.Parameters),
-		Error:      clean(t.Error),
-		NFindings:  len(t.Findings),
-		Severities: htmlSeverities(t.Findings, false),
-		TrigRan:    t.Triggers != nil,
-		Scanned:    t.Error == "" || len(t.Findings) > 0 || t.Risk.Score != 0,
+		ID:          "target-" + strconv.Itoa(i+1),
+		Path:        clean(t.Path),
+		Name:        clean(t.Name),
+		Incomplete:  t.Incomplete,
+		VerdictNote: verdictNote(t),
+		Format:      clean(t.Format),
+		Verdict:     clean(v),
+		Class:       class,
+		Risk:        riskText(t),
+		RiskWidth:   int(math.Round(risk * 200)),
+		RiskFill:    verdictFill[class],
+		Tensors:     t.Tensors,
+		Parameters:  humanCount(t.Parameters),
+		Error:       clean(t.Error),
+		NFindings:   len(t.Findings),
+		Severities:  htmlSeverities(t.Findings, false),
+		TrigRan:     t.Triggers != nil,
+		Scanned:     t.Error == "" || len(t.Findings) > 0 || t.Risk.Score != 0,
 	}
 	if summary, rows, total, ok := touched(t); ok {
 		h.DiffRan, h.DiffText, h.TouchedMore = true, summary, total-len(rows)
@@ -316,6 +351,25 @@ func htmlTargetOf(t *scan.Target, i int) htmlTarget {
 	}
 	h.Size = humanBytes(size)
 	h.Heat = heatMap(t)
+	if b := t.Base; b != nil {
+		hb := &htmlBase{Path: clean(b.Path), Format: clean(b.Format), SHA256: clean(b.SHA256)}
+		for _, f := range b.Files {
+			hb.Files = append(hb.Files, htmlFile{Path: clean(f.Path), Size: humanBytes(f.Size), Bytes: f.Size, SHA256: clean(f.SHA256)})
+		}
+		h.Base = hb
+	}
+	if c := t.Coverage; c != nil {
+		hc := &htmlCoverage{Analyses: analysesOf(c), NSkipped: len(c.FilesSkipped)}
+		fs := c.FilesSkipped
+		if len(fs) > maxHTMLSkipped {
+			hc.SkippedMore = len(fs) - maxHTMLSkipped
+			fs = fs[:maxHTMLSkipped]
+		}
+		for _, f := range fs {
+			hc.Skipped = append(hc.Skipped, htmlSkipped{Path: clean(shortFile(t.Path, f.Path)), Format: clean(f.Format), Reason: clean(f.Reason)})
+		}
+		h.Coverage = hc
+	}
 
 	fs := displayOrder(t.Findings)
 	if len(fs) > MaxHTMLRows {

@@ -10,7 +10,8 @@ import (
 // WriteJSON writes r as the "kensa.report/v1" JSON document of DESIGN.md §4, indented by
 // two spaces, with a trailing newline. Empty findings and files lists are written as []
 // (never null); non-finite evidence floats as the strings "NaN", "+Inf" and "-Inf";
-// non-finite scores, which the contract does not allow, as 0 (NaN) or ±MaxFloat64.
+// non-finite scores, which the contract does not allow, as 0 (NaN) or ±MaxFloat64; a
+// coverage's files_skipped and analyses as [] and {} when empty.
 // Strings are written as encoding/json does: invalid UTF-8 becomes U+FFFD and <, >, &
 // are \u-escaped so the document can be embedded in HTML safely.
 func WriteJSON(w io.Writer, r *scan.Report) error {
@@ -54,6 +55,7 @@ func jsonReport(r *scan.Report) *scan.Report {
 			c.Score = finite(c.Score)
 			t.Classifier = &c
 		}
+		t.Coverage = jsonCoverage(t.Coverage)
 		out.Targets[i] = t
 	}
 	return &out

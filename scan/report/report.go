@@ -521,3 +521,126 @@ func touched(t *scan.Target) (summary string, rows []touchedRow, total int, ok b
 	}
 	return "", nil, 0, false
 }
+
+// analysisOrder is the order analyses are listed in: the order the scan runs them.
+// Analyses the list does not know follow, sorted by name.
+var analysisOrder = []string{"structure", "metadata", "weights", "payload", "head", "probe", "diff"}
+
+// analysisState is one entry of a target's Coverage.Analyses, cleaned for display.
+type analysisState struct {
+	Name   string // "probe"
+	Done   bool
+	Status string // "done", "not run", or the state as given when it is neither
+	Reason string // why it did not run ("--probe not given"); "" when done or not said
+}
+
+// analysesOf returns the analyses of c in analysisOrder, then the others by name.
+func analysesOf(c *scan.Coverage) []analysisState {
+	if c == nil || len(c.Analyses) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(c.Analyses))
+	for n := range c.Analyses {
+		names = append(names, n)
+	}
+	rank := func(n string) int {
+		if i := slices.Index(analysisOrder, n); i >= 0 {
+			return i
+		}
+		return len(analysisOrder)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if c := rank(a) - rank(b); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	out := make([]analysisState, len(names))
+	for i, n := range names {
+		out[i] = analysisStateOf(n, c.Analyses[n])
+	}
+	return out
+}
+
+func analysisStateOf(name, state string) analysisState {
+	a := analysisState{Name: clean(name)}
+	notRun := strings.TrimSuffix(scan.NotRun(""), " ") // "not run:"
+	switch {
+	case state == scan.AnalysisDone:
+		a.Done, a.Status = true, scan.AnalysisDone
+	case strings.HasPrefix(state, notRun):
+		a.Status, a.Reason = "not run", clean(strings.TrimSpace(state[len(notRun):]))
+	case state == "" || state == "not run":
+		a.Status = "not run"
+	default:
+		a.Status = clean(state)
+	}
+	return a
+}
+
+// text is the analysis and its state in words: "probe not run: --probe not given".
+func (a analysisState) text() string {
+	s := a.Name + " " + a.Status
+	if a.Reason != "" {
+		s += ": " + a.Reason
+	}
+	return s
+}
+
+// staticOnly says why a target was not tested for triggers: its coverage lists the probe
+// analysis (forward passes on the model) and the probe did not run. ok is false when the
+// probe ran or the report does not say.
+func staticOnly(t *scan.Target) (why string, ok bool) {
+	if t.Coverage == nil {
+		return "", false
+	}
+	state, ok := t.Coverage.Analyses["probe"]
+	if !ok || state == scan.AnalysisDone {
+		return "", false
+	}
+	return "static checks only: not tested for triggers — " + analysisStateOf("probe", state).text(), true
+}
+
+// incompleteText explains the incomplete marker.
+const incompleteText = "incomplete scan: not everything was examined"
+
+// verdictNote qualifies a target's verdict: cut short, or static checks only. It is ""
+// when nothing qualifies it or the target could not be scanned (its error says why).
+func verdictNote(t *scan.Target) string {
+	if t.Error != "" {
+		return ""
+	}
+	var parts []string
+	if t.Incomplete {
+		parts = append(parts, incompleteText)
+	}
+	if why, ok := staticOnly(t); ok {
+		parts = append(parts, why)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// shortDigest is the first 12 hex digits of a digest and "…", or the digest when short.
+func shortDigest(d string) string {
+	d = clean(d)
+	if utf8.RuneCountInString(d) <= 13 {
+		return d
+	}
+	return string([]rune(d)[:12]) + "…"
+}
+
+// jsonCoverage returns a copy of c with nil lists and maps made empty, so that the JSON
+// and SARIF documents never carry null for them.
+func jsonCoverage(c *scan.Coverage) *scan.Coverage {
+	if c == nil {
+		return nil
+	}
+	x := *c
+	if x.FilesSkipped == nil {
+		x.FilesSkipped = []scan.SkippedFile{}
+	}
+	if x.Analyses == nil {
+		x.Analyses = map[string]string{}
+	}
+	return &x
+}

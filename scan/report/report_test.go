@@ -143,6 +143,108 @@ func testReport() *scan.Report {
 	}
 }
 
+// coverageReport is the fixture of the coverage golden files: targets as a scan of a
+// model store reports them, with names, coverage (files not scanned, among them a pickle
+// that can run code, and analyses that did not run), a differential scan's base model, an
+// interrupted scan, a target that could not be scanned and one whose name is hostile.
+func coverageReport() *scan.Report {
+	const snap = "hf/models--meta-llama--Llama-3.2-1B/snapshots/4e20de362430cd3b72f300e6b0f18e50e7166e08"
+	static := func(extra map[string]string) map[string]string {
+		m := map[string]string{
+			"structure": scan.AnalysisDone, "metadata": scan.AnalysisDone, "weights": scan.AnalysisDone, "payload": scan.AnalysisDone,
+			"head":  scan.NotRun("no classifier head (decoder-only language model)"),
+			"probe": scan.NotRun("--probe not given"),
+			"diff":  scan.NotRun("no --base given"),
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	return &scan.Report{
+		Schema: scan.Schema,
+		Tool:   scan.Tool{Name: "kensa", Version: "0.1.0-test"},
+		Targets: []scan.Target{
+			{
+				Path: snap, Name: "meta-llama/Llama-3.2-1B@4e20de36", Format: "safetensors",
+				Files: []scan.FileInfo{
+					{Path: snap + "/model.safetensors", Size: 2_471_645_608, SHA256: "68a2e4be76fa709455a60272fba8e512c02d81c46e6c671cc9449e374fd6809a"},
+				},
+				Tensors: 146, Parameters: 1_235_814_400,
+				Risk: scan.Risk{Score: 0.03, Verdict: scan.VerdictClean},
+				Coverage: &scan.Coverage{
+					FilesSkipped: []scan.SkippedFile{
+						{Path: snap + "/original/consolidated.00.pth", Format: "pytorch pickle", Reason: "pickle can run code when loaded; kensa does not unpickle it (same weights as model.safetensors?)"},
+						{Path: snap + "/README.md", Format: "readme", Reason: "not a model file"},
+						{Path: snap + "/config.json", Format: "model config", Reason: "read for the architecture, not scanned"},
+						{Path: snap + "/tokenizer.json", Format: "tokenizer", Reason: "not a model file"},
+					},
+					Analyses: static(nil),
+				},
+				Layers: 16,
+			},
+			{
+				Path: "ollama/manifests/registry.ollama.ai/library/llama3/8b", Name: "llama3:8b", Format: "gguf",
+				Files: []scan.FileInfo{{Path: "ollama/blobs/sha256-6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa", Size: 4_661_211_424,
+					SHA256: "6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa"}},
+				Tensors: 291, Parameters: 8_030_261_248,
+				Risk: scan.Risk{Score: 0.62, Verdict: scan.VerdictSuspicious},
+				Findings: []scan.Finding{
+					{Rule: "KS-DIFF-RANK1", Title: "rank-one edit concentrated in one MLP projection", Severity: scan.High, Score: 0.9,
+						Location: scan.Location{File: "ollama/blobs/sha256-6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa",
+							Tensor: "blk.9.ffn_down.weight", Layer: 9, Role: "ffn_down", ByteOffset: 1_234_567_168, ByteLength: 58_720_256},
+						Evidence: map[string]any{"relative_delta": 0.03, "rank1_energy": 0.95},
+						Message:  "95% of the change from the base model is one rank-one update"},
+				},
+				Incomplete: true,
+				Base: &scan.BaseInfo{Path: "models/Meta-Llama-3-8B.Q4_0.gguf", Format: "gguf",
+					SHA256: "9c56cc51b374c3ba189210f8fd4a1b9f7b6c8a1e62b34c7d58e2f4e0d1a2b3c4",
+					Files:  []scan.FileInfo{{Path: "models/Meta-Llama-3-8B.Q4_0.gguf", Size: 4_661_211_424, SHA256: "9c56cc51b374c3ba189210f8fd4a1b9f7b6c8a1e62b34c7d58e2f4e0d1a2b3c4"}}},
+				Coverage: &scan.Coverage{
+					FilesSkipped: []scan.SkippedFile{},
+					Analyses: static(map[string]string{
+						"payload": scan.NotRun("interrupted (SIGINT) after 181 of 291 tensors"),
+						"probe":   scan.NotRun("interrupted before the trigger sweep"),
+						"diff":    scan.AnalysisDone,
+					}),
+				},
+				Layers: 32,
+			},
+			{
+				Path: "broken/model", Name: "acme/broken@main", Format: "safetensors",
+				Files: []scan.FileInfo{{Path: "broken/model/model.safetensors", Size: 8, SHA256: "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc"}},
+				Risk:  scan.Risk{Verdict: scan.VerdictError},
+				Error: "safetensors: header length 18446744073709551615 exceeds file size 8",
+				Coverage: &scan.Coverage{
+					FilesSkipped: []scan.SkippedFile{{Path: "broken/model/pytorch_model.bin", Format: "pytorch pickle", Reason: "pickle can run code when loaded; not unpickled"}},
+					Analyses: map[string]string{
+						"structure": scan.NotRun("the header could not be read"), "metadata": scan.NotRun("the header could not be read"),
+						"weights": scan.NotRun("the header could not be read"), "payload": scan.NotRun("the header could not be read"),
+						"probe": scan.NotRun("--probe not given"),
+					},
+				},
+			},
+			{
+				Path: "hostile/" + hostileScript, Name: hostileScript + "/x\x1b[2J@main", Format: "safetensors",
+				Files:   []scan.FileInfo{{Path: "hostile/" + hostileScript + "/model.safetensors", Size: 512, SHA256: "5f3c"}},
+				Tensors: 3, Parameters: 96,
+				Risk: scan.Risk{Score: 0.01, Verdict: scan.VerdictClean},
+				Base: &scan.BaseInfo{Path: "base/" + hostileScript, Format: "safetensors", SHA256: "</td>\u202e",
+					Files: []scan.FileInfo{{Path: "base/" + hostileScript + "/a.safetensors", Size: 1, SHA256: "00"}, {Path: "base/" + hostileScript + "/b.safetensors", Size: 1, SHA256: "01"}}},
+				Coverage: &scan.Coverage{
+					FilesSkipped: []scan.SkippedFile{{Path: "hostile/" + hostileScript + "/" + hostileTensor, Format: hostileBidi, Reason: "reason " + hostileScript}},
+					Analyses: map[string]string{
+						"structure": scan.AnalysisDone, "probe": scan.AnalysisDone, "diff": scan.AnalysisDone,
+						hostileScript: scan.NotRun(hostileScript), "x\x1b[31m": "skipped\u202e",
+					},
+				},
+				Triggers: []scan.Trigger{},
+				Layers:   1,
+			},
+		},
+	}
+}
+
 // checkGolden compares got with testdata/name, rewriting it with -update.
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
@@ -198,6 +300,12 @@ func TestGolden(t *testing.T) {
 		{"report.json", FormatJSON, testReport(), opt},
 		{"report.sarif", FormatSARIF, testReport(), opt},
 		{"report.html", FormatHTML, testReport(), opt},
+		{"coverage.txt", FormatText, coverageReport(), opt},
+		{"coverage.verbose.txt", FormatText, coverageReport(), Options{FailOn: scan.High, Verbose: true, Rules: testRules()}},
+		{"coverage.color.txt", FormatText, coverageReport(), Options{FailOn: scan.High, Color: true, Rules: testRules()}},
+		{"coverage.json", FormatJSON, coverageReport(), opt},
+		{"coverage.sarif", FormatSARIF, coverageReport(), opt},
+		{"coverage.html", FormatHTML, coverageReport(), opt},
 		{"empty.txt", FormatText, empty, opt},
 		{"empty.json", FormatJSON, empty, opt},
 		{"empty.sarif", FormatSARIF, empty, Options{Rules: []scan.Rule{}}},

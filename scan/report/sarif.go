@@ -133,6 +133,7 @@ type sarifResultProps struct {
 	Severity         string         `json:"severity"`
 	Score            float64        `json:"score"`
 	Target           string         `json:"target"`
+	TargetName       string         `json:"target_name,omitempty"`
 	Layer            int            `json:"layer"`
 	Role             string         `json:"role,omitempty"`
 	Axis             string         `json:"axis,omitempty"`
@@ -141,8 +142,8 @@ type sarifResultProps struct {
 	Evidence         map[string]any `json:"evidence,omitempty"`
 }
 
-// sarifRunProps carries what SARIF has no place for: each target's verdict, and the
-// trigger and classifier analyses.
+// sarifRunProps carries what SARIF has no place for: each target's name, verdict, base
+// model and coverage, whether it was cut short, and the trigger and classifier analyses.
 type sarifRunProps struct {
 	Schema  string             `json:"kensa/schema"`
 	Targets []sarifTargetProps `json:"kensa/targets"`
@@ -150,11 +151,15 @@ type sarifRunProps struct {
 
 type sarifTargetProps struct {
 	Path       string           `json:"path"`
+	Name       string           `json:"name,omitempty"`
 	Format     string           `json:"format"`
 	Risk       scan.Risk        `json:"risk"`
 	Triggers   []scan.Trigger   `json:"triggers,omitzero"`
 	Classifier *scan.Classifier `json:"classifier,omitzero"`
 	Error      string           `json:"error,omitempty"`
+	Incomplete bool             `json:"incomplete,omitempty"`
+	Coverage   *scan.Coverage   `json:"coverage,omitempty"`
+	Base       *scan.BaseInfo   `json:"base,omitempty"`
 }
 
 // WriteSARIF writes r as a SARIF 2.1.0 log with one run. The driver's rules are the
@@ -162,9 +167,14 @@ type sarifTargetProps struct {
 // finding uses that the catalogue does not know, all sorted by id. Each finding becomes a
 // result, in report order, located by a physical location (the file as a URI relative to
 // %SRCROOT%, or a file:// URI when absolute, and its byte region) and a logical location
-// (the tensor, or the metadata key), and fingerprinted by FingerprintKey. Targets that
-// could not be scanned become error notifications of the one invocation, which is then
-// unsuccessful. Every file is listed in artifacts with its length and SHA-256.
+// (the tensor, or the metadata key), and fingerprinted by FingerprintKey; its properties
+// name its target (path, and name when it has one). Targets that could not be scanned,
+// and targets whose scan was cut short (Incomplete), become error notifications of the
+// one invocation, which is then unsuccessful: SARIF's "error" level is for a condition
+// that halted the analysis or left its results incomplete. Every file is listed in
+// artifacts with its length and SHA-256. What SARIF has no place for (verdicts, names,
+// base models, coverage, triggers, classifier) is in the run's properties bag under
+// "kensa/targets".
 func WriteSARIF(w io.Writer, r *scan.Report, opt Options) error {
 	if r == nil {
 		return errNilReport
@@ -232,15 +242,25 @@ func sarifOf(r *scan.Report, opt Options) *sarifLog {
 	inv := sarifInvocation{ExecutionSuccessful: true}
 	for _, t := range r.Targets {
 		run.Properties.Targets = append(run.Properties.Targets, sarifTargetProps{
-			Path: t.Path, Format: t.Format,
+			Path: t.Path, Name: t.Name, Format: t.Format,
 			Risk:       scan.Risk{Score: finite(t.Risk.Score), Verdict: t.Risk.Verdict},
 			Triggers:   jsonTriggers(t.Triggers),
 			Classifier: jsonClassifier(t.Classifier),
 			Error:      t.Error,
+			Incomplete: t.Incomplete,
+			Coverage:   jsonCoverage(t.Coverage),
+			Base:       t.Base,
 		})
-		if t.Error != "" {
+		var problem string
+		switch {
+		case t.Error != "":
+			problem = clean(t.Error)
+		case t.Incomplete:
+			problem = "scan incomplete: an interruption or a fault cut it short; its results cover part of the model"
+		}
+		if problem != "" {
 			inv.ExecutionSuccessful = false
-			n := sarifNotification{Level: "error", Message: sarifText{Text: clean(t.Path) + ": " + clean(t.Error)}}
+			n := sarifNotification{Level: "error", Message: sarifText{Text: clean(t.Path) + ": " + problem}}
 			if p := physical(t.Path); p != nil {
 				n.Locations = []sarifLocation{{PhysicalLocation: p}}
 			}
@@ -260,6 +280,7 @@ func sarifOf(r *scan.Report, opt Options) *sarifLog {
 					Severity:         sev.String(),
 					Score:            finite(f.Score),
 					Target:           t.Path,
+					TargetName:       t.Name,
 					Layer:            f.Location.Layer,
 					Role:             f.Location.Role,
 					Axis:             f.Location.Axis,

@@ -16,11 +16,16 @@ const textWidth = 100
 // maxTriggers is how many trigger candidates the text writer lists unless verbose.
 const maxTriggers = 10
 
+// maxSkipped is how many files that were not scanned the text writer lists per target
+// unless verbose.
+const maxSkipped = 10
+
 // ANSI SGR sequences.
 const (
 	ansiReset = "\x1b[0m"
 	ansiBold  = "\x1b[1m"
 	ansiDim   = "\x1b[2m"
+	ansiWarn  = "\x1b[1;33m" // the incomplete marker
 )
 
 var severityColor = [...]string{
@@ -58,12 +63,18 @@ func (w *textWriter) line(parts ...string) {
 }
 
 // WriteText writes r for a person at a terminal: targets worst first (risk score
-// descending), each with a header (path, format, verdict, risk score, size), its findings
-// grouped by severity (most severe first; within a severity by rule and location), each
-// with rule, title, compact location, message and the first evidence values; then trigger
-// candidates and the classifier analysis when present, and a summary with the number of
-// findings at or above opt.FailOn. Strings from scanned files are escaped (see clean);
-// ANSI colour is used only when opt.Color is set.
+// descending), each with a header (name or path, format, verdict, risk score, an
+// INCOMPLETE marker when the scan was cut short), a named target's path, its size, the
+// base model of a differential scan, a verdict line saying what the verdict does not rest
+// on (an incomplete scan; static checks only when the coverage says the probe did not
+// run, and why), its findings grouped by severity (most severe first; within a severity by
+// rule and location), each with rule, title, compact location, message and the first
+// evidence values; then trigger candidates and the classifier analysis when present, the
+// coverage (the analyses that ran, those that did not and why, the files that were not
+// scanned and why), and a summary with the number of findings at or above opt.FailOn. A
+// target without name, base, coverage or incomplete mark is written as before these
+// existed. Strings from scanned files are escaped (see clean); ANSI colour is used only
+// when opt.Color is set.
 func WriteText(w io.Writer, r *scan.Report, opt Options) error {
 	if r == nil {
 		return errNilReport
@@ -87,7 +98,12 @@ func WriteText(w io.Writer, r *scan.Report, opt Options) error {
 
 func (w *textWriter) target(t *scan.Target, opt Options) {
 	v := verdictOf(t)
+	// A named target is headed by its name, its path on the next line (a snapshot's path
+	// alone would fill the line).
 	head := w.paint(ansiBold, cleanName(t.Path))
+	if t.Name != "" {
+		head = w.paint(ansiBold, cleanName(t.Name))
+	}
 	if t.Format != "" {
 		head += "  " + clean(t.Format)
 	}
@@ -95,7 +111,13 @@ func (w *textWriter) target(t *scan.Target, opt Options) {
 	if t.Error == "" || t.Risk.Score != 0 {
 		head += "  risk " + strconv.FormatFloat(finite(t.Risk.Score), 'f', 2, 64)
 	}
+	if t.Incomplete {
+		head += "  " + w.paint(ansiWarn, "INCOMPLETE")
+	}
 	w.line(head)
+	if t.Name != "" {
+		w.line("  ", w.paint(ansiDim, "at "), cleanName(t.Path))
+	}
 
 	var size int64
 	for _, f := range t.Files {
@@ -113,6 +135,12 @@ func (w *textWriter) target(t *scan.Target, opt Options) {
 	}
 	if len(facts) > 0 {
 		w.line("  ", w.paint(ansiDim, strings.Join(facts, ", ")))
+	}
+	if t.Base != nil {
+		w.base(t.Base, opt)
+	}
+	if note := verdictNote(t); note != "" {
+		w.wrap("  ", "verdict: "+w.paint(verdictColor[v], clean(v))+" ", "("+note+")")
 	}
 	if t.Error != "" {
 		w.wrap("  ", w.paint(verdictColor[scan.VerdictError], "error: "), clean(t.Error))
@@ -193,6 +221,90 @@ func (w *textWriter) target(t *scan.Target, opt Options) {
 			class = "target class " + strconv.Itoa(c.TargetClass)
 		}
 		w.line("  ", w.paint(ansiBold, "classifier"), fmt.Sprintf("  head %s, %s, score %.2f", clean(c.Head), class, finite(c.Score)))
+	}
+	if t.Coverage != nil {
+		w.coverage(t, opt)
+	}
+}
+
+// base writes "  base: PATH (FORMAT, N files, sha256 0123456789ab…)", the whole digest
+// when verbose.
+func (w *textWriter) base(b *scan.BaseInfo, opt Options) {
+	var facts []string
+	if b.Format != "" {
+		facts = append(facts, clean(b.Format))
+	}
+	if len(b.Files) > 1 {
+		facts = append(facts, plural(len(b.Files), "file"))
+	}
+	if b.SHA256 != "" {
+		d := shortDigest(b.SHA256)
+		if opt.Verbose {
+			d = clean(b.SHA256)
+		}
+		facts = append(facts, "sha256 "+d)
+	}
+	s := cleanName(b.Path)
+	if b.Path == "" {
+		s = "(unnamed)"
+	}
+	if len(facts) > 0 {
+		s += " (" + strings.Join(facts, ", ") + ")"
+	}
+	w.wrap("  ", w.paint(ansiDim, "base: "), s)
+}
+
+// coverage writes what was and was not examined: the analyses that ran in one line, each
+// one that did not with why, and the files that were not scanned with their kind and why
+// (at most maxSkipped unless verbose).
+func (w *textWriter) coverage(t *scan.Target, opt Options) {
+	c := t.Coverage
+	w.line("  ", w.paint(ansiBold, "coverage"))
+	var done []string
+	var other []analysisState
+	for _, a := range analysesOf(c) {
+		if a.Done {
+			done = append(done, a.Name)
+		} else {
+			other = append(other, a)
+		}
+	}
+	if len(done) > 0 {
+		w.wrap("    ", w.paint(ansiDim, "analyses done: "), strings.Join(done, ", "))
+	}
+	for _, a := range other {
+		w.wrap("    ", "", a.text())
+	}
+	if len(c.FilesSkipped) == 0 {
+		w.line("    ", w.paint(ansiDim, "every file was scanned"))
+		return
+	}
+	w.line("    ", plural(len(c.FilesSkipped), "file"), " not scanned")
+	n := len(c.FilesSkipped)
+	if !opt.Verbose {
+		n = min(n, maxSkipped)
+	}
+	for _, f := range c.FilesSkipped[:n] {
+		head := cleanName(shortFile(t.Path, f.Path))
+		if f.Path == "" {
+			head = "(unnamed)"
+		}
+		if f.Format != "" {
+			head += " (" + clean(f.Format) + ")"
+		}
+		reason := clean(f.Reason)
+		switch {
+		case reason == "":
+			w.line("      ", head)
+		case 6+len([]rune(head))+2+len([]rune(reason)) <= textWidth:
+			w.line("      ", head, w.paint(ansiDim, ": "), reason)
+		default:
+			w.line("      ", head, w.paint(ansiDim, ":"))
+			w.wrap("        ", "", reason)
+		}
+	}
+	if more := len(c.FilesSkipped) - n; more > 0 {
+		w.line("      ", w.paint(ansiDim, fmt.Sprintf("... and %d more (-v lists all)", more)))
 	}
 }
 
@@ -291,13 +403,19 @@ func stripANSI(s string) string {
 func (w *textWriter) summary(r *scan.Report, opt Options) {
 	verdicts := map[string]int{}
 	var all []scan.Finding
-	errs, failing, failingTargets := 0, 0, 0
+	errs, failing, failingTargets, incomplete, static := 0, 0, 0, 0, 0
 	for i := range r.Targets {
 		t := &r.Targets[i]
 		verdicts[verdictOf(t)]++
 		all = append(all, t.Findings...)
 		if t.Error != "" {
 			errs++
+		}
+		if t.Incomplete {
+			incomplete++
+		}
+		if _, ok := staticOnly(t); ok && t.Error == "" {
+			static++
 		}
 		n := 0
 		for _, f := range t.Findings {
@@ -352,6 +470,12 @@ func (w *textWriter) summary(r *scan.Report, opt Options) {
 	w.line("  ", fail)
 	if errs > 0 {
 		w.line("  ", w.paint(verdictColor[scan.VerdictError], plural(errs, "target")+" could not be scanned"))
+	}
+	if incomplete > 0 {
+		w.line("  ", w.paint(ansiWarn, plural(incomplete, "target")+" incomplete"), ": the scan was cut short, not everything was examined")
+	}
+	if static > 0 {
+		w.line("  ", plural(static, "target"), " checked statically only: not tested for triggers (the probe did not run)")
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,12 +56,24 @@ noise, patch, greedy-trigger and neuron tests for feed-forward classifiers); --b
 each model with the base model it claims to derive from (changed tensors, rank-one edits,
 trigger candidates, and the trigger sweep on both sides for supported decoders).
 
-PATH is a .safetensors or .gguf file, a model directory (config.json + safetensors, a
-sharded index), or with -r a tree of models. Each model is scanned once; a model that
-cannot be read is reported as an error (exit 3) and the others are still scanned.
+PATH is a model file (told by its bytes, whatever its name), a model directory (config.json
++ safetensors, a sharded index, GGUF files), or with -r a tree of models. Stores are
+recognised with or without -r: a Hugging Face cache (~/.cache/huggingface/hub, a
+models--ORG--NAME folder or one snapshot: each snapshot once, named ORG/NAME@REV), an Ollama
+store (~/.ollama/models, its manifests/ or one manifest: each manifest one target named
+MODEL:TAG, its template, system prompt, parameters and license checked, every blob's digest
+verified) and LM Studio's models folder (PUBLISHER/MODEL/FILE). Every file of a model
+directory is accounted for in the report's coverage: a file kensa cannot verify that can run
+code when loaded (pickle-based .bin/.pt/.pth/.ckpt, Keras, ONNX, ...) is a high finding.
+Symbolic links are followed only inside the path given; FIFOs and devices are never opened.
+A model that cannot be read is reported as an error (exit 3) and the others are still
+scanned.
 
 Exit codes: 0 nothing at or above --fail-on, 1 findings at or above --fail-on, 2 usage
-error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
+error (including an -o path that cannot be written, checked before scanning), 3 a target
+could not be scanned in full (the report calls it error or incomplete; 3 takes precedence
+over 1), 4 internal error, 130 interrupted (SIGINT/SIGTERM: the report of what was done is
+still written, unfinished targets marked incomplete; a second signal exits at once).`,
 		Example: `  kensa scan model.gguf
   kensa scan -r /models --format sarif -o kensa.sarif
   kensa scan --format html -o report.html ./hf-model/
@@ -156,60 +170,44 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 	if err != nil {
 		return err
 	}
+	if o.output != "" {
+		if err := checkOutput(o.output); err != nil {
+			return usageError{fmt.Errorf("-o %s: %w", o.output, err)}
+		}
+	}
 	opt := scan.Options{Jobs: o.jobs, Recursive: o.recursive, Version: Version, NoHash: o.noHash, Probe: o.probe, ProbeOptions: po, Base: o.base}
 	if !o.quiet {
 		if pr := progressFor(s.errOut, o.noProgress, "scan"); pr != nil {
 			opt.Progress = &scanProgress{p: pr}
 		}
 	}
-	rep, runErr := scan.Run(ctx, paths, opt)
+	rep, runErr := runInterruptible(ctx, paths, opt)
 	if rep == nil {
 		if runErr != nil {
 			return runErr
 		}
 		return errors.New("scan returned no report")
 	}
-
-	var out io.Writer = s.out
-	var file *os.File
-	if o.output != "" {
-		file, err = os.Create(o.output)
-		if err != nil {
-			return err
-		}
-		out = file
-	}
-	bw := bufio.NewWriter(out)
-	werr := report.Write(bw, format, rep, report.Options{Color: format == "text" && o.output == "" && isTerminal(s.out), FailOn: failOn, Verbose: o.verbose})
-	if werr == nil {
-		werr = bw.Flush()
-	}
-	if file != nil {
-		if cerr := file.Close(); werr == nil {
-			werr = cerr
-		}
-	}
-	if werr != nil {
+	if werr := writeReport(o.output, s.out, func(w io.Writer) error {
+		return report.Write(w, format, rep, report.Options{Color: format == "text" && o.output == "" && isTerminal(s.out), FailOn: failOn, Verbose: o.verbose})
+	}); werr != nil {
 		return fmt.Errorf("writing the report: %w", werr)
 	}
 	if runErr != nil {
 		return runErr // interrupted: the partial report is written
 	}
 
-	var worst *scan.Finding
-	failed, unreadable := 0, 0
+	// One definition, shared with the report: a target the report calls error or
+	// incomplete makes the exit code 3, which takes precedence over 1 (findings).
+	failed, unfinished := 0, 0
 	for i := range rep.Targets {
 		t := &rep.Targets[i]
-		if t.Error != "" && t.Risk.Verdict == scan.VerdictError {
-			unreadable++
+		if t.Error != "" || t.Incomplete {
+			unfinished++
 		}
 		for j := range t.Findings {
-			f := &t.Findings[j]
-			if f.Severity >= failOn {
+			if t.Findings[j].Severity >= failOn {
 				failed++
-				if worst == nil || f.Severity > worst.Severity {
-					worst = f
-				}
 			}
 		}
 	}
@@ -217,12 +215,137 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 		fmt.Fprintf(s.errOut, "kensa: %d targets scanned, %d findings at or above %s, report written to %s\n", len(rep.Targets), failed, failOn, o.output)
 	}
 	switch {
-	case unreadable > 0:
-		return targetError{err: fmt.Errorf("%d of %d targets could not be read (see the report)", unreadable, len(rep.Targets))}
+	case unfinished > 0:
+		return targetError{err: fmt.Errorf("%d of %d targets could not be scanned in full (see the report's error fields)", unfinished, len(rep.Targets))}
 	case failed > 0:
 		return errFindings
 	}
 	return nil
+}
+
+// InterruptGrace is how long a scan may take, after SIGINT or SIGTERM, to finish the
+// detector it is in before the report is written from the targets completed so far.
+const InterruptGrace = 1200 * time.Millisecond
+
+// runInterruptible runs the scan and, once ctx is cancelled, waits at most InterruptGrace
+// for it to return; past that, the report holds the targets completed so far and every
+// other target marked incomplete.
+func runInterruptible(ctx context.Context, paths []string, opt scan.Options) (*scan.Report, error) {
+	var (
+		mu    sync.Mutex
+		specs []scan.Spec
+		done  []scan.Target
+	)
+	opt.Discovered = func(s []scan.Spec) { mu.Lock(); specs = s; mu.Unlock() }
+	opt.Observe = func(t scan.Target) { mu.Lock(); done = append(done, t); mu.Unlock() }
+	type result struct {
+		rep *scan.Report
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		rep, err := scan.Run(ctx, paths, opt)
+		ch <- result{rep, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.rep, r.err
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-ch:
+		return r.rep, r.err
+	case <-time.After(InterruptGrace):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	rep := &scan.Report{Schema: scan.Schema, Tool: scan.Tool{Name: "kensa", Version: opt.Version}, Targets: append([]scan.Target{}, done...)}
+	for i := len(done); i < len(specs); i++ {
+		reason := "interrupted before it was scanned"
+		if i == len(done) {
+			reason = "interrupted while it was scanned"
+		}
+		rep.Targets = append(rep.Targets, scan.Unscanned(specs[i], reason))
+	}
+	return rep, ctx.Err()
+}
+
+// checkOutput tells before a scan whether the report can be written to path.
+func checkOutput(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return errors.New("is a directory")
+	case err == nil && !st.Mode().IsRegular():
+		return nil // a device or pipe the user named (/dev/stdout): written as it is
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	dir := filepath.Dir(path)
+	dst, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("its directory: %w", err)
+	}
+	if !dst.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".kensa-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// writeReport writes the report to path (standard output when ""): a regular file is
+// written beside it and renamed into place, so a report is never left half written.
+func writeReport(path string, stdout io.Writer, write func(io.Writer) error) error {
+	if path == "" {
+		bw := bufio.NewWriter(stdout)
+		if err := write(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriter(f)
+		werr := write(bw)
+		if werr == nil {
+			werr = bw.Flush()
+		}
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		return werr
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	bw := bufio.NewWriter(f)
+	werr := write(bw)
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	if werr == nil {
+		werr = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+	}
+	return werr
 }
 
 // scanProgress adapts the progress bar to scan.Progress.

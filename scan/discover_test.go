@@ -1,0 +1,387 @@
+package scan_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/formats/gguf"
+	"github.com/kensa-scan/kensa/formats/safetensors"
+	"github.com/kensa-scan/kensa/scan"
+)
+
+// The files of these tests are generated here: none of them depends on the corpus.
+
+func safetensorsBytes(t *testing.T, seed uint64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	err := safetensors.Write(&buf, []safetensors.WriteTensor{
+		{Name: "model.layers.0.mlp.up_proj.weight", DType: formats.F32, Shape: []int64{16, 8}, Data: f32(weights(seed, 128, 0.1))},
+		{Name: "model.layers.0.mlp.down_proj.weight", DType: formats.F32, Shape: []int64{8, 16}, Data: f32(weights(seed+1, 128, 0.1))},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func ggufBytes(t *testing.T, seed uint64, kvs ...formats.KV) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	kvs = append([]formats.KV{{Key: "general.architecture", Value: "llama"}}, kvs...)
+	if err := gguf.Write(&buf, kvs, llamaLike(seed), nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func write(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// evilPickle is a protocol-2 pickle that calls os.system("id") when loaded.
+var evilPickle = []byte("\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.")
+
+// hfRepo lays out a Hugging Face cache repository folder models--ORG--NAME with one
+// snapshot REV whose files are relative links into blobs/.
+func hfRepo(t *testing.T, hub, org, name, rev string, files map[string][]byte) string {
+	t.Helper()
+	repo := filepath.Join(hub, "models--"+org+"--"+name)
+	write(t, filepath.Join(repo, "refs", "main"), []byte(rev))
+	for rel, b := range files {
+		h := sha(b)
+		write(t, filepath.Join(repo, "blobs", h), b)
+		link := filepath.Join(repo, "snapshots", rev, rel)
+		depth := strings.Count(rel, "/")
+		symlink(t, strings.Repeat("../", 2+depth)+"blobs/"+h, link)
+	}
+	return repo
+}
+
+func scanAll(t *testing.T, opt scan.Options, paths ...string) *scan.Report {
+	t.Helper()
+	rep, err := scan.Run(context.Background(), paths, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func names(rep *scan.Report) []string {
+	var out []string
+	for _, t := range rep.Targets {
+		out = append(out, t.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestDiscoverHFCache(t *testing.T) {
+	hub := filepath.Join(t.TempDir(), "hub")
+	const rev1, rev2 = "0123456789abcdef0123456789abcdef01234567", "fedcba9876543210fedcba9876543210fedcba98"
+	st := safetensorsBytes(t, 1)
+	repo := hfRepo(t, hub, "acme", "tiny", rev1, map[string][]byte{
+		"model.safetensors": st,
+		"config.json":       []byte(`{"model_type": "llama"}`),
+		"README.md":         []byte("# tiny"),
+	})
+	// a second snapshot sharing the weights blob
+	hfRepo(t, hub, "acme", "tiny", rev2, map[string][]byte{"model.safetensors": st, "original/consolidated.00.pth": evilPickle})
+	hfRepo(t, hub, "other", "gg", rev1, map[string][]byte{"tiny-q8.gguf": ggufBytes(t, 5)})
+	write(t, filepath.Join(hub, ".locks", "models--acme--tiny", "x.lock"), nil)
+
+	want := []string{"acme/tiny@" + rev1, "acme/tiny@" + rev2, "other/gg@" + rev1}
+	for _, tc := range []struct {
+		path      string
+		recursive bool
+		want      []string
+	}{
+		{hub, true, want},
+		{hub, false, want},
+		{repo, true, want[:2]},
+		{filepath.Join(repo, "snapshots", rev1), false, want[:1]},
+	} {
+		rep := scanAll(t, scan.Options{Recursive: tc.recursive}, tc.path)
+		if got := names(rep); !slices.Equal(got, tc.want) {
+			t.Errorf("scan %s (-r %v): names %q, want %q", tc.path, tc.recursive, got, tc.want)
+		}
+		for _, tg := range rep.Targets {
+			if tg.Error != "" {
+				t.Errorf("%s: error %s", tg.Name, tg.Error)
+			}
+			if tg.Name == want[1] {
+				// the pickle in original/ belongs to the snapshot and is never clean
+				f := find(&tg, scan.RuleFileUnverified)
+				if f == nil || f.Severity < scan.High || !strings.HasSuffix(f.Location.File, "consolidated.00.pth") {
+					t.Errorf("%s: no high %s for the pickle: %+v", tg.Name, scan.RuleFileUnverified, tg.Findings)
+				}
+			}
+			if tg.Name == want[0] {
+				for _, sk := range tg.Coverage.FilesSkipped {
+					if strings.HasSuffix(sk.Path, "config.json") {
+						t.Logf("config.json listed as skipped: %+v", sk)
+					}
+				}
+				if !hasSkipped(&tg, "README.md") {
+					t.Errorf("README.md not listed in coverage: %+v", tg.Coverage.FilesSkipped)
+				}
+			}
+		}
+	}
+}
+
+func hasSkipped(tg *scan.Target, base string) bool {
+	for _, sk := range tg.Coverage.FilesSkipped {
+		if filepath.Base(sk.Path) == base {
+			return true
+		}
+	}
+	return false
+}
+
+// Links are followed inside the root, never in loops; a link that leaves is a finding.
+func TestDiscoverLinks(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	write(t, filepath.Join(outside, "secret.bin"), evilPickle)
+	root := filepath.Join(base, "root")
+	write(t, filepath.Join(root, "m", "model.gguf"), ggufBytes(t, 1))
+	symlink(t, filepath.Join(outside, "secret.bin"), filepath.Join(root, "m", "pytorch_model.bin"))
+	symlink(t, "..", filepath.Join(root, "m", "loop"))              // a loop
+	symlink(t, "m", filepath.Join(root, "alias"))                   // the same directory twice
+	symlink(t, "model.gguf", filepath.Join(root, "m", "same.gguf")) // the same file twice
+	rep := scanAll(t, scan.Options{Recursive: true}, root)
+	if len(rep.Targets) != 1 {
+		var ps []string
+		for _, tg := range rep.Targets {
+			ps = append(ps, tg.Path)
+		}
+		t.Fatalf("%d targets %q, want the one model once", len(rep.Targets), ps)
+	}
+	tg := &rep.Targets[0]
+	f := find(tg, scan.RuleFileLinkEscape)
+	if f == nil || f.Severity < scan.High { // it leads to a pickle: high
+		t.Fatalf("link escape not reported high: %+v", tg.Findings)
+	}
+	if !hasSkipped(tg, "pytorch_model.bin") {
+		t.Errorf("escaping link not listed: %+v", tg.Coverage.FilesSkipped)
+	}
+}
+
+// A folder holding a malicious pytorch_model.bin beside model.safetensors is never clean.
+func TestCoverageCodeFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "model.safetensors"), safetensorsBytes(t, 3))
+	write(t, filepath.Join(dir, "pytorch_model.bin"), evilPickle)
+	write(t, filepath.Join(dir, "LICENSE"), []byte("MIT"))
+	write(t, filepath.Join(dir, "generation_config.json"), []byte(`{"do_sample": true}`))
+	write(t, filepath.Join(dir, "logo.png"), []byte("\x89PNG\r\n\x1a\n"))
+	write(t, filepath.Join(dir, "training_args.joblib"), []byte("x"))
+	write(t, filepath.Join(dir, "modeling_x.py"), []byte("import os"))
+	rep := scanAll(t, scan.Options{}, dir)
+	if len(rep.Targets) != 1 {
+		t.Fatalf("%d targets", len(rep.Targets))
+	}
+	tg := &rep.Targets[0]
+	if tg.Risk.Verdict == scan.VerdictClean {
+		t.Fatalf("verdict clean with a pickle beside the model: %+v", tg.Findings)
+	}
+	var code []string
+	for _, f := range tg.Findings {
+		if f.Rule == scan.RuleFileUnverified && f.Severity >= scan.High {
+			code = append(code, filepath.Base(f.Location.File))
+		}
+	}
+	sort.Strings(code)
+	if !slices.Equal(code, []string{"pytorch_model.bin", "training_args.joblib"}) {
+		t.Errorf("code files reported %q", code)
+	}
+	if find(tg, scan.RuleFileRemoteCode) == nil {
+		t.Errorf("python source not reported")
+	}
+	for _, n := range []string{"LICENSE", "logo.png", "pytorch_model.bin", "modeling_x.py"} {
+		if !hasSkipped(tg, n) {
+			t.Errorf("%s not in files_skipped %+v", n, tg.Coverage.FilesSkipped)
+		}
+	}
+	for _, f := range tg.Findings {
+		if b := filepath.Base(f.Location.File); (b == "LICENSE" || b == "logo.png") && f.Severity > scan.Info {
+			t.Errorf("a doc file is a finding: %+v", f)
+		}
+	}
+	a := tg.Coverage.Analyses
+	if a["probe"] != scan.NotRun("--probe not given") || a["diff"] != scan.NotRun("no --base given") || a["structure"] != scan.AnalysisDone || a["weights"] != scan.AnalysisDone {
+		t.Errorf("analyses %v", a)
+	}
+	// the pickle alone, given by name or as a directory, is a target with the finding
+	for _, p := range []string{filepath.Join(dir, "pytorch_model.bin")} {
+		rep := scanAll(t, scan.Options{}, p)
+		if f := find(&rep.Targets[0], scan.RuleFileUnverified); f == nil || f.Severity < scan.High {
+			t.Errorf("scan %s: %+v", p, rep.Targets[0])
+		}
+	}
+	only := t.TempDir()
+	write(t, filepath.Join(only, "pytorch_model.bin"), evilPickle)
+	write(t, filepath.Join(only, "config.json"), []byte(`{}`))
+	rep = scanAll(t, scan.Options{}, only)
+	if f := find(&rep.Targets[0], scan.RuleFileUnverified); f == nil || rep.Targets[0].Risk.Verdict == scan.VerdictClean {
+		t.Errorf("pickle-only directory: %+v", rep.Targets[0])
+	}
+}
+
+// A directory whose models sit in sub-directories, scanned without -r, says so.
+func TestDiscoverNeedsRecursive(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a", "model.gguf"), ggufBytes(t, 1))
+	write(t, filepath.Join(dir, "b", "x", "model.safetensors"), safetensorsBytes(t, 2))
+	rep := scanAll(t, scan.Options{}, dir)
+	if len(rep.Targets) != 1 || !strings.Contains(rep.Targets[0].Error, "-r") || !strings.Contains(rep.Targets[0].Error, "a, b") {
+		t.Fatalf("targets %+v", rep.Targets)
+	}
+	rep = scanAll(t, scan.Options{Recursive: true}, dir)
+	if len(rep.Targets) != 2 {
+		t.Fatalf("-r: %d targets", len(rep.Targets))
+	}
+}
+
+func TestDiscoverLMStudio(t *testing.T) {
+	models := filepath.Join(t.TempDir(), ".lmstudio", "models")
+	write(t, filepath.Join(models, "pub", "Tiny-GGUF", "tiny-Q8_0.gguf"), ggufBytes(t, 1))
+	write(t, filepath.Join(models, "pub", "Tiny-GGUF", "tiny-F16.gguf"), ggufBytes(t, 2))
+	write(t, filepath.Join(models, "other", "Small-GGUF", "small.weights"), ggufBytes(t, 3)) // by magic bytes
+	rep := scanAll(t, scan.Options{Recursive: true}, filepath.Dir(models))
+	want := []string{"other/Small-GGUF/small.weights", "pub/Tiny-GGUF/tiny-F16.gguf", "pub/Tiny-GGUF/tiny-Q8_0.gguf"}
+	if got := names(rep); !slices.Equal(got, want) {
+		t.Errorf("names %q, want %q", got, want)
+	}
+	for _, tg := range rep.Targets {
+		if tg.Error != "" || tg.Format != "gguf" {
+			t.Errorf("%s: format %q error %q", tg.Name, tg.Format, tg.Error)
+		}
+	}
+}
+
+// ollamaStore writes a store with one manifest per model: the layers given by media type.
+func ollamaStore(t *testing.T, root, name string, layers []ollamaTestLayer) {
+	t.Helper()
+	type layer struct {
+		MediaType string `json:"mediaType"`
+		Digest    string `json:"digest"`
+		Size      int64  `json:"size"`
+	}
+	var ls []layer
+	for _, l := range layers {
+		h := sha(l.data)
+		if l.digest != "" {
+			h = l.digest
+		}
+		write(t, filepath.Join(root, "blobs", "sha256-"+h), l.data)
+		ls = append(ls, layer{MediaType: l.media, Digest: "sha256:" + h, Size: int64(len(l.data))})
+	}
+	cfg := []byte(`{"model_format":"gguf","model_family":"llama"}`)
+	write(t, filepath.Join(root, "blobs", "sha256-"+sha(cfg)), cfg)
+	m := map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+		"config": layer{MediaType: "application/vnd.docker.container.image.v1+json", Digest: "sha256:" + sha(cfg), Size: int64(len(cfg))},
+		"layers": ls}
+	b, _ := json.Marshal(m)
+	write(t, filepath.Join(root, "manifests", name), b)
+}
+
+type ollamaTestLayer struct {
+	media  string
+	data   []byte
+	digest string // "" for the true digest
+}
+
+func TestDiscoverOllama(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "models")
+	model := ggufBytes(t, 7)
+	clean := `{{ if .System }}<|system|>
+{{ .System }}</s>
+{{ end }}{{ range .Messages }}<|{{ .Role }}|>
+{{ .Content }}</s>
+{{ end }}<|assistant|>
+`
+	ollamaStore(t, root, "registry.ollama.ai/library/tiny/latest", []ollamaTestLayer{
+		{media: "application/vnd.ollama.image.model", data: model},
+		{media: "application/vnd.ollama.image.template", data: []byte(clean)},
+		{media: "application/vnd.ollama.image.system", data: []byte("You are a helpful assistant.")},
+		{media: "application/vnd.ollama.image.params", data: []byte(`{"stop":["</s>"]}`)},
+		{media: "application/vnd.ollama.image.license", data: []byte("MIT License\n\nPermission is hereby granted...")},
+	})
+	// the same model blob under another tag and namespace: scanned as its own target
+	ollamaStore(t, root, "registry.ollama.ai/acme/tiny/q8", []ollamaTestLayer{
+		{media: "application/vnd.ollama.image.model", data: model},
+	})
+	// a blob that does not match its name
+	ollamaStore(t, root, "hf.co/org/repo/Q4", []ollamaTestLayer{
+		{media: "application/vnd.ollama.image.model", data: ggufBytes(t, 8)},
+		{media: "application/vnd.ollama.image.system", data: []byte("hi"), digest: strings.Repeat("ab", 32)},
+	})
+	rep := scanAll(t, scan.Options{Recursive: true}, root)
+	want := []string{"acme/tiny:q8", "hf.co/org/repo:Q4", "tiny:latest"}
+	if got := names(rep); !slices.Equal(got, want) {
+		t.Fatalf("names %q, want %q", got, want)
+	}
+	for _, tg := range rep.Targets {
+		if tg.Error != "" {
+			t.Errorf("%s: %s", tg.Name, tg.Error)
+		}
+		switch tg.Name {
+		case "tiny:latest", "acme/tiny:q8":
+			if s, _ := tg.MaxSeverity(); s >= scan.High {
+				t.Errorf("%s: %v", tg.Name, rulesOf(&tg, scan.High))
+			}
+			if tg.Coverage.Analyses["digests"] != scan.AnalysisDone {
+				t.Errorf("%s: digests %q", tg.Name, tg.Coverage.Analyses["digests"])
+			}
+		case "hf.co/org/repo:Q4":
+			if f := find(&tg, scan.RuleOllamaDigest); f == nil || f.Severity < scan.High {
+				t.Errorf("%s: no digest finding: %+v", tg.Name, tg.Findings)
+			}
+		}
+	}
+	// one manifest, or the manifests folder, alone
+	rep = scanAll(t, scan.Options{}, filepath.Join(root, "manifests", "registry.ollama.ai", "library", "tiny", "latest"))
+	if got := names(rep); !slices.Equal(got, []string{"tiny:latest"}) {
+		t.Errorf("one manifest: %q", got)
+	}
+	// a tampered model blob
+	ollamaStore(t, root, "registry.ollama.ai/library/bad/latest", []ollamaTestLayer{
+		{media: "application/vnd.ollama.image.model", data: ggufBytes(t, 9), digest: strings.Repeat("cd", 32)},
+	})
+	rep = scanAll(t, scan.Options{}, filepath.Join(root, "manifests", "registry.ollama.ai", "library", "bad"))
+	if len(rep.Targets) != 1 || find(&rep.Targets[0], scan.RuleOllamaDigest) == nil {
+		t.Errorf("tampered model blob: %+v", rep.Targets)
+	}
+}
