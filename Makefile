@@ -2,6 +2,9 @@
 GO        ?= go
 BIN       ?= bin/kensa
 FUZZTIME  ?= 10m
+# staticcheck, pinned; run with go run so it is no dependency of the module (go.mod keeps
+# the Go version kensa itself needs).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CIFUZZ    ?= 15s
 DEMO      ?= testdata/demo
 RTDIR     ?= /tmp/kensa-runtime
@@ -27,6 +30,7 @@ lint:
 	@echo "== gofmt"; out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@echo "== go vet"; $(GO) vet ./...
+	@echo "== staticcheck"; $(GO) run $(STATICCHECK) ./...
 
 unit:
 	@echo "== go test"; $(GO) test -count=1 ./...

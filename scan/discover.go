@@ -541,7 +541,7 @@ func (d *discoverer) ollamaStore(root, under string) {
 		d.fail(under, err)
 	}
 	if found == 0 {
-		d.fail(under, fmt.Errorf("Ollama store %s: no manifest under %s", root, under))
+		d.fail(under, fmt.Errorf("ollama store %s: no manifest under %s", root, under))
 	}
 }
 

@@ -174,6 +174,7 @@ type analysis struct {
 func (Detector) Header(ctx context.Context, m *scan.Model, emit scan.Emit) error {
 	d, ok := findHead(m)
 	if !ok {
+		m.SetAnalysis("head", scan.NotRun("no classifier head (a language model, or no dense output layer with a bias)"))
 		return nil
 	}
 	wt := &m.Tensors[d.w]

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sort"
-	"sync"
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/formats/gguf"
@@ -218,7 +217,6 @@ type dupPass struct {
 	want  map[int]bool
 	seed  maphash.Seed
 	parts []map[[2]int64]uint64 // per worker: (tensor, first row) -> hash of the chunk's bytes
-	mu    sync.Mutex
 }
 
 // Chunk hashes a sample of each chunk (its first and last 4 KiB): tensors whose samples

@@ -72,7 +72,6 @@ type acc struct {
 	firstBad int64     // first non-finite element, -1 if none
 	rowSS    []float32 // per-row sum of squares
 	colSS    []float64 // per-column sum of squares
-	rowsSeen int64
 }
 
 // Begin starts a pass over the model's float tensors.
@@ -224,10 +223,8 @@ func (p *pass) Chunk(_ int, c *scan.Chunk) {
 	if firstBad >= 0 && (a.firstBad < 0 || firstBad < a.firstBad) {
 		a.firstBad = firstBad
 	}
-	if col != nil {
-		for j, v := range col {
-			a.colSS[j] += float64(v)
-		}
+	for j, v := range col {
+		a.colSS[j] += float64(v)
 	}
 	a.mu.Unlock()
 }
@@ -284,7 +281,6 @@ func sums134(row []float32) (float64, float64, float64) {
 // moments returns the standard deviation and the kurtosis (fourth standardised moment) of
 // the finite values.
 func (a *acc) moments() (std, kurt float64) {
-	kurt = math.NaN()
 	n := float64(a.n - a.nan - a.inf)
 	if n < 2 {
 		return math.NaN(), math.NaN()

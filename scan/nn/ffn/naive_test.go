@@ -168,7 +168,7 @@ func naive(t testing.TB, m *formats.Model, a narch, x []float64) []float64 {
 				for y := 0; y < ph; y++ {
 					for xx := 0; xx < pw; xx++ {
 						v := []float64{out[(ch*h+2*y)*w+2*xx], out[(ch*h+2*y)*w+2*xx+1], out[(ch*h+2*y+1)*w+2*xx], out[(ch*h+2*y+1)*w+2*xx+1]}
-						r := v[0]
+						var r float64
 						if s.pool == "avg" {
 							r = (v[0] + v[1] + v[2] + v[3]) / 4
 						} else {
