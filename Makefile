@@ -49,6 +49,7 @@ fuzz-short:
 	@echo "== fuzz ./scan FuzzScan ($(CIFUZZ))"; $(call FUZZ1,FuzzScan,./scan)
 	@echo "== fuzz ./scan/nn/tokenizer FuzzParseHF ($(CIFUZZ))"; $(call FUZZ1,FuzzParseHF,./scan/nn/tokenizer)
 	@echo "== fuzz ./scan/detect/metadata FuzzTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzTemplate,./scan/detect/metadata)
+	@echo "== fuzz ./scan/detect/metadata FuzzGoTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzGoTemplate,./scan/detect/metadata)
 
 ## fuzz: each parser's FuzzReader for FUZZTIME (default 10m).
 fuzz:

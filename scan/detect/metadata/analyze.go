@@ -1195,7 +1195,7 @@ func constMethod(name string, cs []string, args []*value) []string {
 		case "rstrip":
 			out = append(out, strings.TrimRight(c, " \t\r\n"))
 		case "title":
-			out = append(out, strings.Title(c)) //nolint:staticcheck // ASCII templates; only for display
+			out = append(out, titleCase(c))
 		case "replace":
 			if len(args) >= 2 && len(args[0].consts) == 1 && len(args[1].consts) == 1 {
 				out = append(out, strings.ReplaceAll(c, args[0].consts[0], args[1].consts[0]))
@@ -1401,4 +1401,26 @@ func isSwitch(t string) bool {
 		}
 	}
 	return true
+}
+
+// titleCase is Jinja's title filter: the first letter of each word upper case, the rest
+// lower case (a word starts after any character that is not a letter or digit).
+func titleCase(s string) string {
+	var b strings.Builder
+	start := true
+	for _, r := range s {
+		switch {
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			if start {
+				b.WriteRune(unicode.ToUpper(r))
+			} else {
+				b.WriteRune(unicode.ToLower(r))
+			}
+			start = false
+		default:
+			b.WriteRune(r)
+			start = true
+		}
+	}
+	return b.String()
 }

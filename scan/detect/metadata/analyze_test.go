@@ -29,15 +29,6 @@ func readTemplates(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func worst(fs []scan.Finding) scan.Finding {
-	w := scan.Finding{Severity: -1}
-	for _, f := range fs {
-		if f.Severity > w.Severity {
-			w = f
-		}
-	}
-	return w
-}
 
 // Real templates branch on roles, tools and content shape, parse markup and carry long
 // default system prompts: none of that may reach medium.

@@ -4,8 +4,9 @@
 // URLs, scripts and encoded blobs hidden in metadata, invisible or bidirectional
 // characters, invalid UTF-8 and tokenizer vocabulary anomalies.
 //
-// Chat templates are parsed by this package's own Jinja parser and analysed as data: they
-// are never rendered or executed (see AnalyzeTemplate).
+// Chat templates are parsed by this package's own Jinja parser, and Ollama templates
+// (ollama.template, Go text/template) by text/template/parse, and analysed as data: they
+// are never rendered or executed (see AnalyzeTemplate and AnalyzeGoTemplate).
 package metadata
 
 import (
@@ -63,8 +64,9 @@ var rules = []scan.Rule{
 			"injection payloads that run code when the template is rendered by an engine without a sandbox (e.g. " +
 			"CVE-2024-34359 in llama-cpp-python). Treat the file as malicious; do not load it with such runtimes."},
 	{ID: RuleUnparsable, Title: "chat template cannot be parsed", Severity: scan.Low, Detector: detectorName,
-		Help: "The template is not valid Jinja for kensa's parser, so its branches could not be analysed (the string-level " +
-			"checks still ran). Runtimes may reject it, or accept a dialect kensa does not know. Review the template by hand."},
+		Help: "The template is not valid Jinja (for an Ollama template layer: Go text/template) for kensa's parser, so " +
+			"its branches could not be analysed (the string-level checks still ran). Runtimes may reject it, or accept a " +
+			"dialect kensa does not know. Review the template by hand."},
 	{ID: RuleURL, Title: "URL in metadata", Severity: scan.Low, Detector: detectorName,
 		Help: "A metadata value outside the keys that normally hold links (general.url, license and source links, " +
 			"repository and base-model URLs) contains a URL. Numeric hosts and file:, javascript: or smb: schemes are " +
@@ -267,9 +269,12 @@ func (c *checker) str(s string, at string) {
 	if len(s) > maxScan {
 		s, truncated = s[:maxScan], true
 	}
-	template := isTemplateKey(c.key) || looksLikeTemplate(s)
 	parsed := false
-	if template {
+	switch {
+	case isGoTemplateKey(c.key):
+		// an Ollama template layer: Go text/template, never parsed as Jinja
+		parsed = c.goTemplate(s, at)
+	case isTemplateKey(c.key) || looksLikeTemplate(s):
 		parsed = c.template(s, at)
 	}
 	c.chars(s, at)
@@ -293,6 +298,11 @@ func (c *checker) str(s string, at string) {
 }
 
 func (c *checker) chars(s, at string) {
+	if isLicenseKey(c.key) {
+		// form feeds are the page breaks of license texts (the GPL's); same length, so
+		// the byte offsets of the examples hold
+		s = strings.ReplaceAll(s, "\f", "\n")
+	}
 	cr := scanChars(s)
 	if n := cr.hiddenChars(); n > 0 {
 		sev, score := scan.Medium, 0.6
@@ -354,6 +364,13 @@ func (c *checker) blobHit(b blob, at string) {
 	c.add(RuleBlob, hit{sev: sev, score: score, at: at, msg: "metadata value holds " + what, ev: ev})
 }
 
+// isLicenseKey reports keys that hold a license text or name (general.license,
+// ollama.license, ...).
+func isLicenseKey(key string) bool {
+	k := strings.ToLower(key)
+	return strings.Contains(k, "license") || strings.Contains(k, "licence")
+}
+
 // usualURLKey reports keys that normally hold links.
 func usualURLKey(key string) bool {
 	k := strings.ToLower(key)
@@ -400,8 +417,11 @@ func (c *checker) urls(s, at string) {
 }
 
 // template analyses a chat template and reports whether it could be parsed.
-func (c *checker) template(s, at string) bool {
-	rep := AnalyzeTemplate(s)
+func (c *checker) template(s, at string) bool { return c.report(AnalyzeTemplate(s), at) }
+
+// report turns the analysis of a chat template (Jinja or Go) into findings and reports
+// whether the template could be parsed.
+func (c *checker) report(rep TemplateReport, at string) bool {
 	loc := func(ev map[string]any) map[string]any {
 		if at != "" {
 			ev["index"] = at
