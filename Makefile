@@ -46,6 +46,7 @@ FUZZ1 = $(GO) test -run '^$$' -fuzz '^$(1)$$' -fuzztime $(CIFUZZ) -fuzzminimizet
 
 fuzz-short:
 	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(CIFUZZ))"; $(call FUZZ1,FuzzReader,$$p) || exit 1; done
+	@echo "== fuzz ./formats FuzzPyJSON ($(CIFUZZ))"; $(call FUZZ1,FuzzPyJSON,./formats)
 	@echo "== fuzz ./scan FuzzScan ($(CIFUZZ))"; $(call FUZZ1,FuzzScan,./scan)
 	@echo "== fuzz ./scan/nn/tokenizer FuzzParseHF ($(CIFUZZ))"; $(call FUZZ1,FuzzParseHF,./scan/nn/tokenizer)
 	@echo "== fuzz ./scan/detect/metadata FuzzTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzTemplate,./scan/detect/metadata)

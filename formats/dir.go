@@ -130,7 +130,7 @@ func ModelsIn(dir string, files []Entry) (models []DirModel, rest []Entry) {
 // indexShards returns the shard names an index's weight_map names (nil when it cannot be
 // read: opening the model reports why).
 func indexShards(dir, name string) []string {
-	b, err := ReadCompanionBytes(dir, name, maxIndexRead)
+	b, err := ReadCompanion(dir, name, maxIndexRead)
 	if err != nil {
 		return nil
 	}
@@ -155,24 +155,6 @@ func indexShards(dir, name string) []string {
 // maxIndexRead bounds the index read to tell a sharded checkpoint's files (real indexes
 // are well under 10 MB).
 const maxIndexRead = 100 << 20
-
-// ReadCompanionBytes reads the whole of a small file named name in dir, through OpenInDir
-// (never blocking, regular files only, no path tricks), refusing files over max bytes.
-func ReadCompanionBytes(dir, name string, max int64) ([]byte, error) {
-	f, err := OpenInDir(dir, name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if f.Size > max {
-		return nil, fmt.Errorf("formats: %s: %d bytes, more than the %d kensa reads: %w", f.Path, f.Size, max, ErrTooLarge)
-	}
-	b := make([]byte, f.Size)
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b, nil
-}
 
 // isShardName reports whether a file name (without extension) ends like a shard:
 // "-00001-of-00003".

@@ -9,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -151,9 +152,8 @@ func openBase(ctx context.Context, opt *Options) (*Model, *BaseInfo, func(), err
 		return nil, info, nil, fmt.Errorf("base model: %w", err)
 	}
 	info.Format = bm.Format
-	if kvs, _, _, err := companions(bm); err == nil {
-		bm.Metadata = append(bm.Metadata, kvs...)
-	}
+	kvs, _, _, _ := companions(bm, opt)
+	bm.Metadata = append(bm.Metadata, kvs...)
 	if !opt.NoHash {
 		var files []FileInfo
 		herr := formats.Guard(opt.Base, func() error {
@@ -318,7 +318,7 @@ func scanOllama(ctx context.Context, s *Spec, t *Target, opt *Options, base *Mod
 // scanModel runs the detectors on one opened model and fills t.
 func scanModel(ctx context.Context, fm *formats.Model, t *Target, opt *Options, base *Model) {
 	var derr []error
-	kvs, cfs, examined, cerr := companions(fm)
+	kvs, cfs, examined, cerr := companions(fm, opt)
 	if cerr != nil {
 		derr = append(derr, cerr)
 	}
@@ -564,10 +564,14 @@ func sortTriggers(ts []Trigger) {
 }
 
 // companions returns the metadata of the files that sit beside a model (chat templates),
-// findings about those files, and the paths of the files examined.
-func companions(fm *formats.Model) ([]formats.KV, []Finding, []string, error) {
-	kvs, err := companionMetadata(fm)
-	return kvs, nil, nil, err
+// findings about those files (when the companion detector is selected), the paths of the
+// files examined, and why any present companion could not be read.
+func companions(fm *formats.Model, opt *Options) ([]formats.KV, []Finding, []string, error) {
+	kvs, fs, files, errs := readCompanions(fm)
+	if !slices.ContainsFunc(opt.Detectors, func(d Detector) bool { return d.Name() == "companion" }) {
+		fs = nil
+	}
+	return kvs, fs, files, errors.Join(errs...)
 }
 
 // maxReadFactor bounds the bytes a tensor pass decodes to this many times the model's file

@@ -65,7 +65,7 @@ type ollamaEntry struct {
 
 // loadOllama reads the manifest of s and resolves its layers in the store's blobs/.
 func loadOllama(s *Spec) (*ollamaEntry, error) {
-	b, err := formats.ReadCompanionBytes(filepath.Dir(s.Path), filepath.Base(s.Path), maxOllamaManifest)
+	b, err := formats.ReadCompanion(filepath.Dir(s.Path), filepath.Base(s.Path), maxOllamaManifest)
 	if err != nil {
 		return nil, fmt.Errorf("ollama manifest: %w", err)
 	}
@@ -171,7 +171,7 @@ func digestFinding(bl ollamaBlob, what string) Finding {
 // text reads a small layer, verifies its digest and adds it as metadata under key (none
 // for "").
 func (e *ollamaEntry) text(bl ollamaBlob, key string, isJSON bool) {
-	b, err := formats.ReadCompanionBytes(filepath.Dir(bl.path), filepath.Base(bl.path), maxOllamaText)
+	b, err := formats.ReadCompanion(filepath.Dir(bl.path), filepath.Base(bl.path), maxOllamaText)
 	if err != nil {
 		e.skipped = append(e.skipped, SkippedFile{Path: bl.path, Format: bl.layer.MediaType, Reason: errText(err)})
 		e.findings = append(e.findings, fileFinding(RuleOllamaLayer, Medium, bl.path,

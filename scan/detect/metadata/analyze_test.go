@@ -29,7 +29,6 @@ func readTemplates(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-
 // Real templates branch on roles, tools and content shape, parse markup and carry long
 // default system prompts: none of that may reach medium.
 func TestCleanTemplates(t *testing.T) {

@@ -9,8 +9,6 @@
 package llm
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -276,46 +274,50 @@ func ggufConfig(fm *formats.Model) (Config, error) {
 	return c, nil
 }
 
+// maxConfig is the largest config.json read (they are a few KB).
+const maxConfig = 1 << 20
+
+// hfConfig reads the hyperparameters of a Hugging Face model from its config.json, which is
+// read as transformers reads it: through formats.ReadCompanion (a FIFO or a link out of the
+// directory is refused, not waited on) and parsed as Python's json module does, so that a
+// NaN in a field kensa does not use does not stop loading. A hyperparameter that is NaN or
+// infinite is an error naming it.
 func hfConfig(dir string) (Config, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := formats.ReadCompanion(dir, "config.json", maxConfig)
 	if err != nil {
 		return Config{}, fmt.Errorf("llm: a safetensors model needs its config.json: %w", err)
 	}
-	if len(b) > 1<<20 {
-		return Config{}, errors.New("llm: config.json is larger than 1 MiB")
+	v, err := formats.DecodePyJSON(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("llm: config.json: %w", formats.WithFile(err, filepath.Join(dir, "config.json")))
 	}
-	var j struct {
-		ModelType  string   `json:"model_type"`
-		Hidden     int      `json:"hidden_size"`
-		FF         int      `json:"intermediate_size"`
-		Layers     int      `json:"num_hidden_layers"`
-		Heads      int      `json:"num_attention_heads"`
-		KVHeads    int      `json:"num_key_value_heads"`
-		HeadDim    int      `json:"head_dim"`
-		Vocab      int      `json:"vocab_size"`
-		Eps        float64  `json:"rms_norm_eps"`
-		RopeTheta  float64  `json:"rope_theta"`
-		MaxPos     int      `json:"max_position_embeddings"`
-		HiddenAct  string   `json:"hidden_act"`
-		Archs      []string `json:"architectures"`
-		RopeScalng any      `json:"rope_scaling"`
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Config{}, fmt.Errorf("llm: config.json: the top level is a %s, not an object", jsonType(v))
 	}
-	if err := json.Unmarshal(b, &j); err != nil {
-		return Config{}, fmt.Errorf("llm: config.json: %w", err)
-	}
-	switch j.ModelType {
+	j := configFields{m: obj}
+	modelType := j.str("model_type")
+	hiddenAct := j.str("hidden_act")
+	switch modelType {
 	case "llama", "mistral", "qwen2":
 	default:
-		return Config{}, fmt.Errorf("llm: model_type %q is not supported (llama, mistral, qwen2)", j.ModelType)
+		if j.err == nil {
+			return Config{}, fmt.Errorf("llm: model_type %q is not supported (llama, mistral, qwen2)", modelType)
+		}
 	}
-	if j.HiddenAct != "" && j.HiddenAct != "silu" {
-		return Config{}, fmt.Errorf("llm: hidden_act %q is not supported (silu)", j.HiddenAct)
+	if hiddenAct != "" && hiddenAct != "silu" && j.err == nil {
+		return Config{}, fmt.Errorf("llm: hidden_act %q is not supported (silu)", hiddenAct)
 	}
-	if j.RopeScalng != nil {
+	if rs, ok := obj["rope_scaling"]; ok && rs != nil && j.err == nil {
 		return Config{}, fmt.Errorf("llm: rope_scaling is not supported")
 	}
-	c := Config{Arch: j.ModelType, Hidden: j.Hidden, FF: j.FF, Layers: j.Layers, Heads: j.Heads, KVHeads: j.KVHeads,
-		Vocab: j.Vocab, Eps: float32(j.Eps), RopeBase: j.RopeTheta, Context: j.MaxPos, HeadDim: j.HeadDim}
+	c := Config{Arch: modelType, Hidden: j.int("hidden_size"), FF: j.int("intermediate_size"), Layers: j.int("num_hidden_layers"),
+		Heads: j.int("num_attention_heads"), KVHeads: j.int("num_key_value_heads"), Vocab: j.int("vocab_size"),
+		Eps: float32(j.float("rms_norm_eps")), RopeBase: j.float("rope_theta"), Context: j.int("max_position_embeddings"),
+		HeadDim: j.int("head_dim")}
+	if j.err != nil {
+		return Config{}, j.err
+	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
 	}
@@ -330,6 +332,81 @@ func hfConfig(dir string) (Config, error) {
 		c.Eps = 1e-6
 	}
 	return c, nil
+}
+
+// configFields reads typed fields of a decoded config.json; a field that is absent or null
+// reads as the zero value (the default), one of the wrong type sets err (the first error).
+type configFields struct {
+	m   map[string]any
+	err error
+}
+
+func (j *configFields) fail(key, format string, args ...any) {
+	if j.err == nil {
+		j.err = fmt.Errorf("llm: config.json: %s %s", key, fmt.Sprintf(format, args...))
+	}
+}
+
+func (j *configFields) str(key string) string {
+	switch v := j.m[key].(type) {
+	case nil:
+	case string:
+		return v
+	default:
+		j.fail(key, "is a %s, not a string", jsonType(v))
+	}
+	return ""
+}
+
+// number returns a hyperparameter that must be a finite number.
+func (j *configFields) number(key string) (float64, bool) {
+	switch v := j.m[key].(type) {
+	case nil:
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			j.fail(key, "is %v: the runtime needs it as a finite number", v)
+			return 0, false
+		}
+		return v, true
+	default:
+		j.fail(key, "is a %s, not a number", jsonType(v))
+	}
+	return 0, false
+}
+
+func (j *configFields) float(key string) float64 {
+	f, _ := j.number(key)
+	return f
+}
+
+func (j *configFields) int(key string) int {
+	f, ok := j.number(key)
+	if !ok {
+		return 0
+	}
+	if f != math.Trunc(f) || math.Abs(f) > 1<<31 {
+		j.fail(key, "is %v, not an integer the runtime can use", f)
+		return 0
+	}
+	return int(f)
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // MemoryBudget is the most memory Load may use for float32 weights: $KENSA_MAX_MEMORY

@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kensa-scan/kensa/formats"
 )
 
 // MaxFileSize is the largest tokenizer file read (tokenizer.json, vocab.json, merges.txt);
@@ -21,22 +21,18 @@ const MaxFileSize = 64 << 20
 // tokens table huge.
 const maxVocab = 1 << 24
 
-// readBounded reads a whole file of at most MaxFileSize bytes.
+// readBounded reads a whole file of at most MaxFileSize bytes through
+// formats.ReadCompanion: a FIFO, device or socket named like a tokenizer file is refused
+// without blocking, and so is a link out of the file's directory (other than a Hugging Face
+// cache snapshot's link into its blobs/). A file that is not there returns an error wrapping
+// fs.ErrNotExist; one that is too large wraps ErrInvalid.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := formats.ReadCompanion(filepath.Dir(path), filepath.Base(path), MaxFileSize)
+	if errors.Is(err, formats.ErrTooLarge) {
+		return nil, fmt.Errorf("tokenizer: %v: %w", err, ErrInvalid)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > MaxFileSize {
-		return nil, fmt.Errorf("tokenizer: %s is larger than %d bytes: %w", path, MaxFileSize, ErrInvalid)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("tokenizer: %s is larger than %d bytes: %w", path, MaxFileSize, ErrInvalid)
 	}
 	return data, nil
 }
@@ -44,7 +40,7 @@ func readBounded(path string) ([]byte, error) {
 // hfFile is the part of tokenizer.json that kensa reads.
 type hfFile struct {
 	AddedTokens []struct {
-		ID      int64  `json:"id"`
+		ID      *int64 `json:"id"` // nil: absent, null or (after CompatJSON) NaN
 		Content string `json:"content"`
 		Special bool   `json:"special"`
 	} `json:"added_tokens"`
@@ -108,15 +104,26 @@ func FromHFFile(path string) (*Tokenizer, error) {
 // present, take precedence over guesses.
 func FromHFDir(dir string) (*Tokenizer, error) {
 	var t *Tokenizer
-	var err error
-	if _, serr := os.Stat(filepath.Join(dir, "tokenizer.json")); serr == nil {
-		t, err = FromHFFile(filepath.Join(dir, "tokenizer.json"))
-	} else if _, serr := os.Stat(filepath.Join(dir, "vocab.json")); serr == nil {
-		t, err = fromVocabMerges(filepath.Join(dir, "vocab.json"), filepath.Join(dir, "merges.txt"))
-	} else {
-		return nil, fmt.Errorf("tokenizer: %s has no tokenizer.json or vocab.json: %w", dir, ErrNoVocabulary)
-	}
-	if err != nil {
+	path := filepath.Join(dir, "tokenizer.json")
+	data, err := readBounded(path)
+	switch {
+	case err == nil:
+		if t, err = parseHF(data); err != nil {
+			return nil, fmt.Errorf("tokenizer: %s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		vocab := filepath.Join(dir, "vocab.json")
+		data, err = readBounded(vocab)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("tokenizer: %s has no tokenizer.json or vocab.json: %w", dir, ErrNoVocabulary)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if t, err = fromVocabMerges(vocab, data, filepath.Join(dir, "merges.txt")); err != nil {
+			return nil, err
+		}
+	default:
 		return nil, err
 	}
 	if data, err := readBounded(filepath.Join(dir, "config.json")); err == nil {
@@ -124,6 +131,8 @@ func FromHFDir(dir string) (*Tokenizer, error) {
 			BOS json.RawMessage `json:"bos_token_id"`
 			EOS json.RawMessage `json:"eos_token_id"`
 		}
+		// parsed as transformers parses it: a NaN elsewhere does not hide the ids
+		data, _ = formats.CompatJSON(data)
 		if json.Unmarshal(data, &c) == nil {
 			if id, ok := configID(c.BOS, t.Len()); ok {
 				t.bos = id
@@ -154,7 +163,12 @@ func configID(raw json.RawMessage, n int) (int, bool) {
 	return int(id), true
 }
 
+// parseHF reads a tokenizer.json. Python's json module (and kensa) accept NaN, Infinity and
+// -Infinity, the Rust tokenizers library does not: kensa loads such a file, with a Unigram
+// score that is not a finite number counting as the vocabulary's lowest score, and refuses
+// one where an id is not a number.
 func parseHF(data []byte) (*Tokenizer, error) {
+	data, nonFinite := formats.CompatJSON(data)
 	var f hfFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %v: %w", err, ErrInvalid)
@@ -190,14 +204,40 @@ func parseHF(data []byte) (*Tokenizer, error) {
 		}
 		t.tokens = make([]string, len(pieces))
 		t.scores = make([]float32, len(pieces))
+		var unscored []int // scores that are NaN, ±Infinity (null after CompatJSON) or null
+		lowest := float32(0)
 		for i, p := range pieces {
-			if len(p) != 2 || json.Unmarshal(p[0], &t.tokens[i]) != nil || json.Unmarshal(p[1], &t.scores[i]) != nil {
+			if len(p) != 2 || json.Unmarshal(p[0], &t.tokens[i]) != nil {
 				return nil, fmt.Errorf("unigram vocab entry %d is not [piece, score]: %w", i, ErrInvalid)
 			}
+			if string(bytes.TrimSpace(p[1])) == "null" {
+				unscored = append(unscored, i)
+				continue
+			}
+			if json.Unmarshal(p[1], &t.scores[i]) != nil {
+				return nil, fmt.Errorf("unigram vocab entry %d is not [piece, score]: %w", i, ErrInvalid)
+			}
+			lowest = min(lowest, t.scores[i])
+		}
+		for _, i := range unscored {
+			t.scores[i] = lowest
 		}
 	} else {
 		var vocab map[string]int64
-		if err := json.Unmarshal(m.Vocab, &vocab); err != nil {
+		if len(nonFinite) > 0 {
+			// a NaN id became null, which would decode as id 0
+			var ids map[string]*int64
+			if err := json.Unmarshal(m.Vocab, &ids); err != nil {
+				return nil, fmt.Errorf("vocab: %v: %w", err, ErrInvalid)
+			}
+			vocab = make(map[string]int64, len(ids))
+			for s, id := range ids {
+				if id == nil {
+					return nil, fmt.Errorf("vocab id of %q is not a number: %w", s, ErrInvalid)
+				}
+				vocab[s] = *id
+			}
+		} else if err := json.Unmarshal(m.Vocab, &vocab); err != nil {
 			return nil, fmt.Errorf("vocab: %v: %w", err, ErrInvalid)
 		}
 		if err := t.setVocab(vocab, len(f.AddedTokens)); err != nil {
@@ -211,21 +251,25 @@ func parseHF(data []byte) (*Tokenizer, error) {
 
 	// added tokens
 	for _, a := range f.AddedTokens {
-		if a.ID < 0 || a.ID >= maxVocab || a.ID > int64(4*len(t.tokens)+1024) {
-			return nil, fmt.Errorf("added token id %d out of range: %w", a.ID, ErrInvalid)
+		if a.ID == nil {
+			return nil, fmt.Errorf("added token %q has no id: %w", a.Content, ErrInvalid)
 		}
-		for int64(len(t.tokens)) <= a.ID {
+		id := *a.ID
+		if id < 0 || id >= maxVocab || id > int64(4*len(t.tokens)+1024) {
+			return nil, fmt.Errorf("added token id %d out of range: %w", id, ErrInvalid)
+		}
+		for int64(len(t.tokens)) <= id {
 			t.tokens = append(t.tokens, "")
 			t.types = append(t.types, TypeUnused)
 			if t.scores != nil {
 				t.scores = append(t.scores, 0)
 			}
 		}
-		t.tokens[a.ID] = a.Content
+		t.tokens[id] = a.Content
 		if a.Special {
-			t.types[a.ID] = TypeControl
+			t.types[id] = TypeControl
 		} else {
-			t.types[a.ID] = TypeUserDefined
+			t.types[id] = TypeUserDefined
 		}
 	}
 
@@ -488,12 +532,9 @@ func (t *Tokenizer) guessSpecials() {
 	}
 }
 
-// fromVocabMerges reads a GPT-2 style vocab.json and merges.txt.
-func fromVocabMerges(vocabPath, mergesPath string) (*Tokenizer, error) {
-	data, err := readBounded(vocabPath)
-	if err != nil {
-		return nil, err
-	}
+// fromVocabMerges reads a GPT-2 style vocab.json (data, read from vocabPath) and
+// merges.txt. Its ids must be numbers: a NaN is an error.
+func fromVocabMerges(vocabPath string, data []byte, mergesPath string) (*Tokenizer, error) {
 	var vocab map[string]int64
 	if err := json.Unmarshal(data, &vocab); err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %v: %w", vocabPath, err, ErrInvalid)

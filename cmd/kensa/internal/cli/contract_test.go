@@ -1,10 +1,18 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/formats/safetensors"
 )
 
 // The -o path is checked before anything is scanned (exit 2), and a report is never left
@@ -72,5 +80,101 @@ func TestExitAgreesWithReport(t *testing.T) {
 	}
 	if code, _, _ := run("scan", "-q", hidden, fifo); code != ExitTarget {
 		t.Errorf("FIFO target: exit %d, want %d", code, ExitTarget)
+	}
+}
+
+// A FIFO named config.json (or tokenizer.json) never blocks a scan, with --probe too: the
+// scan ends, the FIFO is reported, and the target is an error (not all was examined).
+func TestScanProbeFIFOCompanion(t *testing.T) {
+	dir := t.TempDir()
+	writeModel(t, filepath.Join(dir, "model.gguf"), 1, nil)
+	st := filepath.Join(t.TempDir(), "m")
+	os.MkdirAll(st, 0o755)
+	// a safetensors llama whose companions are FIFOs
+	writeSafetensorsLlama(t, filepath.Join(st, "model.safetensors"))
+	for _, n := range []string{"config.json", "tokenizer.json", "tokenizer_config.json"} {
+		if err := mkfifo(filepath.Join(st, n)); err != nil {
+			t.Skip("no FIFOs here:", err)
+		}
+	}
+	done := make(chan struct{})
+	var code int
+	var out string
+	go func() {
+		code, out, _ = run("scan", "-q", "--probe", "--probe-budget", "5s", "--format", "json", st)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("scan --probe blocked on a FIFO companion")
+	}
+	if code != ExitTarget {
+		t.Errorf("exit %d, want %d", code, ExitTarget)
+	}
+	var rep struct {
+		Targets []struct {
+			Error    string `json:"error"`
+			Findings []struct {
+				Rule string `json:"rule"`
+			} `json:"findings"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Targets) != 1 {
+		t.Fatalf("report: %v %.300s", err, out)
+	}
+	n := 0
+	for _, f := range rep.Targets[0].Findings {
+		if f.Rule == "KS-META-COMPANION-INVALID" {
+			n++
+		}
+	}
+	if n != 3 || rep.Targets[0].Error == "" {
+		t.Errorf("%d companion findings, error %q", n, rep.Targets[0].Error)
+	}
+}
+
+// writeSafetensorsLlama writes the tensors of a tiny llama in Hugging Face names.
+func writeSafetensorsLlama(t *testing.T, path string) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(3, 1))
+	mat := func(rows, cols int) []byte {
+		b := make([]byte, 4*rows*cols)
+		for i := 0; i < rows*cols; i++ {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(r.NormFloat64()*0.05)))
+		}
+		return b
+	}
+	ones := func(n int) []byte {
+		b := make([]byte, 4*n)
+		for i := 0; i < n; i++ {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(1))
+		}
+		return b
+	}
+	const d, ff, v = 32, 64, 48
+	ts := []safetensors.WriteTensor{
+		{Name: "model.embed_tokens.weight", DType: formats.F32, Shape: []int64{v, d}, Data: mat(v, d)},
+		{Name: "model.norm.weight", DType: formats.F32, Shape: []int64{d}, Data: ones(d)},
+		{Name: "lm_head.weight", DType: formats.F32, Shape: []int64{v, d}, Data: mat(v, d)},
+	}
+	p := "model.layers.0."
+	ts = append(ts,
+		safetensors.WriteTensor{Name: p + "input_layernorm.weight", DType: formats.F32, Shape: []int64{d}, Data: ones(d)},
+		safetensors.WriteTensor{Name: p + "post_attention_layernorm.weight", DType: formats.F32, Shape: []int64{d}, Data: ones(d)},
+		safetensors.WriteTensor{Name: p + "self_attn.q_proj.weight", DType: formats.F32, Shape: []int64{d, d}, Data: mat(d, d)},
+		safetensors.WriteTensor{Name: p + "self_attn.k_proj.weight", DType: formats.F32, Shape: []int64{d, d}, Data: mat(d, d)},
+		safetensors.WriteTensor{Name: p + "self_attn.v_proj.weight", DType: formats.F32, Shape: []int64{d, d}, Data: mat(d, d)},
+		safetensors.WriteTensor{Name: p + "self_attn.o_proj.weight", DType: formats.F32, Shape: []int64{d, d}, Data: mat(d, d)},
+		safetensors.WriteTensor{Name: p + "mlp.gate_proj.weight", DType: formats.F32, Shape: []int64{ff, d}, Data: mat(ff, d)},
+		safetensors.WriteTensor{Name: p + "mlp.up_proj.weight", DType: formats.F32, Shape: []int64{ff, d}, Data: mat(ff, d)},
+		safetensors.WriteTensor{Name: p + "mlp.down_proj.weight", DType: formats.F32, Shape: []int64{d, ff}, Data: mat(d, ff)},
+	)
+	var buf bytes.Buffer
+	if err := safetensors.Write(&buf, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
