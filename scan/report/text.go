@@ -272,11 +272,27 @@ func (w *textWriter) coverage(t *scan.Target, opt Options) {
 	if len(done) > 0 {
 		w.wrap("    ", w.paint(ansiDim, "analyses done: "), strings.Join(done, ", "))
 	}
-	for _, a := range other {
-		w.wrap("    ", "", a.text())
+	// analyses that did not run for one reason share a line
+	for i := 0; i < len(other); {
+		j := i + 1
+		for j < len(other) && other[j].Status == other[i].Status && other[j].Reason == other[i].Reason && other[i].Reason != "" {
+			j++
+		}
+		if j-i == 1 {
+			w.wrap("    ", "", other[i].text())
+		} else {
+			var ns []string
+			for _, a := range other[i:j] {
+				ns = append(ns, a.Name)
+			}
+			w.wrap("    ", "", strings.Join(ns, ", ")+" "+other[i].Status+": "+clean(other[i].Reason))
+		}
+		i = j
 	}
 	if len(c.FilesSkipped) == 0 {
-		w.line("    ", w.paint(ansiDim, "every file was scanned"))
+		if t.Error == "" {
+			w.line("    ", w.paint(ansiDim, "every file was scanned"))
+		}
 		return
 	}
 	w.line("    ", plural(len(c.FilesSkipped), "file"), " not scanned")
