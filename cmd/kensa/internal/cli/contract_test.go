@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,5 +177,21 @@ func writeSafetensorsLlama(t *testing.T, path string) {
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// --hf-cache and --ollama find the stores where the environment says.
+func TestScanStoreFlags(t *testing.T) {
+	hub := t.TempDir()
+	t.Setenv("HF_HUB_CACHE", hub)
+	t.Setenv("OLLAMA_MODELS", filepath.Join(t.TempDir(), "none"))
+	o := scanOptions{hfCache: true, ollama: true}
+	got := o.storePaths()
+	if len(got) != 2 || got[0] != hub || !strings.HasSuffix(got[1], "none") {
+		t.Errorf("storePaths %q", got)
+	}
+	// a store that is not there is an error target (exit 3), not silence
+	if code, _, _ := run("scan", "-q", "--ollama"); code != ExitTarget {
+		t.Errorf("--ollama without a store: exit %d", code)
 	}
 }

@@ -37,6 +37,9 @@ type scanOptions struct {
 	noHash     bool
 	budget     time.Duration
 	inputShape string
+	hfCache    bool
+	ollama     bool
+	lmstudio   bool
 	activation string
 	pool       string
 	padding    string
@@ -75,19 +78,21 @@ could not be scanned in full (the report calls it error or incomplete; 3 takes p
 over 1), 4 internal error, 130 interrupted (SIGINT/SIGTERM: the report of what was done is
 still written, unfinished targets marked incomplete; a second signal exits at once).`,
 		Example: `  kensa scan model.gguf
+  kensa scan ~/.cache/huggingface/hub ~/.ollama/models
+  kensa scan --hf-cache --ollama --lmstudio --format json -o local-models.json
   kensa scan -r /models --format sarif -o kensa.sarif
   kensa scan --format html -o report.html ./hf-model/
   kensa scan --fail-on medium --format json vendor.safetensors
   kensa scan --probe --probe-budget 5m model.gguf
   kensa scan --base ./base-hf/ vendor-q8_0.gguf`,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{fmt.Errorf("scan needs at least one PATH (see '%s --help')", c.CommandPath())}
+			if len(args) == 0 && !o.hfCache && !o.ollama && !o.lmstudio {
+				return usageError{fmt.Errorf("scan needs at least one PATH, or --hf-cache, --ollama or --lmstudio (see '%s --help')", c.CommandPath())}
 			}
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			return runScan(c.Context(), &o, args, s)
+			return runScan(c.Context(), &o, append(args, o.storePaths()...), s)
 		},
 	}
 	f := c.Flags()
@@ -99,6 +104,9 @@ still written, unfinished targets marked incomplete; a second signal exits at on
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress and no summary on stderr")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar on stderr")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: list every finding")
+	f.BoolVar(&o.hfCache, "hf-cache", false, "also scan this machine's Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)")
+	f.BoolVar(&o.ollama, "ollama", false, "also scan this machine's Ollama store ($OLLAMA_MODELS, else ~/.ollama/models)")
+	f.BoolVar(&o.lmstudio, "lmstudio", false, "also scan this machine's LM Studio models (~/.lmstudio/models, or the older ~/.cache/lm-studio/models)")
 	f.BoolVar(&o.noHash, "no-hash", false, "do not compute the SHA-256 of each file (faster on large models; the report's sha256 fields stay empty)")
 	f.StringVar(&o.base, "base", "", "compare each model with this base model (file or directory, any format): touched tensors, rank-one edits, trigger candidates")
 	f.BoolVar(&o.probe, "probe", false, "run forward passes where the architecture is supported (llama-family decoders: trigger sweep and target inversion; feed-forward classifiers: noise, patch, greedy-trigger and neuron-stimulation tests)")
@@ -346,6 +354,47 @@ func writeReport(path string, stdout io.Writer, write func(io.Writer) error) err
 		os.Remove(tmp)
 	}
 	return werr
+}
+
+// storePaths returns the stores --hf-cache, --ollama and --lmstudio name, where the
+// environment and the usual locations put them on this machine (a store that is not there
+// is still returned, and reported as a target that could not be read).
+func (o *scanOptions) storePaths() []string {
+	home, _ := os.UserHomeDir()
+	first := func(cands ...string) string {
+		for _, c := range cands {
+			if st, err := os.Stat(c); err == nil && st.IsDir() {
+				return c
+			}
+		}
+		return cands[0]
+	}
+	var out []string
+	if o.hfCache {
+		var cands []string
+		if v := os.Getenv("HF_HUB_CACHE"); v != "" {
+			cands = append(cands, v)
+		} else if v := os.Getenv("HUGGINGFACE_HUB_CACHE"); v != "" {
+			cands = append(cands, v)
+		} else if v := os.Getenv("HF_HOME"); v != "" {
+			cands = append(cands, filepath.Join(v, "hub"))
+		} else if v := os.Getenv("XDG_CACHE_HOME"); v != "" {
+			cands = append(cands, filepath.Join(v, "huggingface", "hub"))
+		}
+		cands = append(cands, filepath.Join(home, ".cache", "huggingface", "hub"))
+		out = append(out, first(cands...))
+	}
+	if o.ollama {
+		if v := os.Getenv("OLLAMA_MODELS"); v != "" {
+			out = append(out, v)
+		} else {
+			out = append(out, first(filepath.Join(home, ".ollama", "models"), "/usr/share/ollama/.ollama/models"))
+		}
+	}
+	if o.lmstudio {
+		out = append(out, first(filepath.Join(home, ".lmstudio", "models"), filepath.Join(home, ".cache", "lm-studio", "models")))
+	}
+	return out
 }
 
 // scanProgress adapts the progress bar to scan.Progress.
