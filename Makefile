@@ -48,6 +48,7 @@ fuzz-short:
 	@for p in $(FUZZPKGS); do echo "== fuzz $$p ($(CIFUZZ))"; $(call FUZZ1,FuzzReader,$$p) || exit 1; done
 	@echo "== fuzz ./formats FuzzPyJSON ($(CIFUZZ))"; $(call FUZZ1,FuzzPyJSON,./formats)
 	@echo "== fuzz ./scan FuzzScan ($(CIFUZZ))"; $(call FUZZ1,FuzzScan,./scan)
+	@echo "== fuzz ./scan FuzzOllamaManifest ($(CIFUZZ))"; $(call FUZZ1,FuzzOllamaManifest,./scan)
 	@echo "== fuzz ./scan/nn/tokenizer FuzzParseHF ($(CIFUZZ))"; $(call FUZZ1,FuzzParseHF,./scan/nn/tokenizer)
 	@echo "== fuzz ./scan/detect/metadata FuzzTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzTemplate,./scan/detect/metadata)
 	@echo "== fuzz ./scan/detect/metadata FuzzGoTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzGoTemplate,./scan/detect/metadata)
