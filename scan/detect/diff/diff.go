@@ -12,6 +12,13 @@
 // pattern — few tensors changed by rank-one updates, against a diffuse fine-tune — decides
 // what is reported high. Embedding rows that moved unlike the rest (the component of their
 // change across the base row: weight decay only shrinks a row) are trigger candidates.
+//
+// All of that presumes the candidate derives from the base. Before reporting any of it, the
+// detector decides whether it does (provenance.go): the same vocabulary, the same
+// architecture, and matched weights that kept their direction (median cosine similarity of
+// the matched matrices; a fine-tune stays near 1, an unrelated model of the same shapes is
+// near 0). When it does not, KS-DIFF-UNRELATED is the one finding, and nothing is reported as
+// a change against a base the candidate never had.
 package diff
 
 import (
@@ -39,6 +46,8 @@ const (
 	RuleShape   = "KS-DIFF-SHAPE"
 	RuleSummary = "KS-DIFF-SUMMARY"
 	RuleTrigger = "KS-DIFF-TRIGGER"
+	// RuleUnrelated: the candidate does not derive from the base model at all.
+	RuleUnrelated = "KS-DIFF-UNRELATED"
 )
 
 const (
@@ -75,6 +84,8 @@ func (Detector) Rules() []scan.Rule {
 			Help: "Which tensors changed beyond the quantization noise of the two files, by how much and with what rank: a diffuse change everywhere is a fine-tune, low rank everywhere a merged LoRA, rank one in few MLP projections a model edit."},
 		{ID: RuleTrigger, Title: "embedding row that moved unlike the rest (trigger candidate)", Severity: scan.Medium, Detector: "diff",
 			Help: "Against the base model, this token's embedding moved far more than any other's (counting only the change across the base row: weight decay shrinks unused rows along themselves): a token the fine-tuning data used unlike the rest, as a data-poisoning trigger is. Try it with kensa generate or --probe."},
+		{ID: RuleUnrelated, Title: "the candidate does not derive from the given base", Severity: scan.High, Detector: "diff",
+			Help: "The candidate cannot be a fine-tune, merge, edit or quantization of the base model it was compared with: their vocabularies differ, or their architectures (hidden size, layer count, most tensors without a counterpart of the same shape), or their weights share nothing a fine-tune keeps (matched weight matrices point in unrelated directions: the median cosine similarity of base and candidate matrices is near 0, where a fine-tune, even a full one, stays close to 1). Either the provenance the candidate claims is false, or the wrong base model was given; no change, edit or trigger analysis against this base is meaningful, so none is reported. Compare with the model the candidate really derives from, or treat it as a model of unknown origin."},
 	}
 }
 
@@ -117,6 +128,8 @@ type pair struct {
 type result struct {
 	pair
 	rel, floor  float64 // ‖Δ‖/‖B‖ and the noise floor of the two element types
+	cos         float64 // cosine similarity ⟨B,C⟩/(‖B‖‖C‖) of the whole tensors (NaN: undefined)
+	rowCos      float64 // median cosine similarity of matched rows (NaN: undefined)
 	share       float64 // σ₁²/‖Δ‖² (matrices)
 	shareKnown  bool    // share was computed (not only ruled out by the sketch)
 	topRow      int
@@ -128,13 +141,19 @@ type result struct {
 	rowScore    []float64 // embedding: per-row movement across the base row
 }
 
-// Diff compares cand with base.
+// Diff compares cand with base. It first decides whether cand derives from base at all
+// (vocabulary, architecture, and the similarity of the matched weights: see provenance.go);
+// when it does not, that is the one finding, and none of the comparisons that presume a
+// common ancestry (missing, extra or reshaped tensors, the change pattern, edits, trigger
+// rows) is reported.
 func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit) error {
 	if sameFiles(base, cand) {
 		return nil
 	}
 	bk, ck := keys(base), keys(cand)
 	var pairs []pair
+	var pending []scan.Finding // reported only when cand derives from base
+	var st structure
 	fileOf := func(m *scan.Model) string { return m.Files[0].Path }
 	// a head tied to the embedding on one side only: compare the other side's head with it
 	tie := func(from, to map[string]int) {
@@ -152,7 +171,8 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 		ci, ok := ck[k]
 		if !ok {
 			t := &base.Tensors[bi]
-			emit(scan.Finding{Rule: RuleMissing, Title: "tensor of the base model missing from the candidate", Severity: scan.Medium, Score: 0.5,
+			st.missing = append(st.missing, t.Name)
+			pending = append(pending, scan.Finding{Rule: RuleMissing, Title: "tensor of the base model missing from the candidate", Severity: scan.Medium, Score: 0.5,
 				Location: scan.Location{File: fileOf(cand), Layer: base.Roles[bi].Layer, Role: base.Roles[bi].Role},
 				Evidence: map[string]any{"base_tensor": t.Name, "shape": t.Shape},
 				Message:  fmt.Sprintf("the base model's tensor %q (%v) has no counterpart in the candidate", t.Name, t.Shape)})
@@ -167,18 +187,21 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 	for k, ci := range ck {
 		if _, ok := bk[k]; !ok && !matchedC[ci] {
 			t := &cand.Tensors[ci]
-			emit(scan.Finding{Rule: RuleExtra, Title: "tensor not in the base model", Severity: scan.Medium, Score: 0.5,
+			st.extra = append(st.extra, t.Name)
+			pending = append(pending, scan.Finding{Rule: RuleExtra, Title: "tensor not in the base model", Severity: scan.Medium, Score: 0.5,
 				Location: loc(cand, ci), Evidence: map[string]any{"shape": t.Shape},
 				Message: fmt.Sprintf("tensor %q (%v) has no counterpart in the base model", t.Name, t.Shape)})
 		}
 	}
 	sort.Slice(pairs, func(a, b int) bool { return pairs[a].c < pairs[b].c })
+	st.matched = len(pairs)
 
 	var results []result
 	for _, p := range pairs {
 		bt, ct := &base.Tensors[p.b], &cand.Tensors[p.c]
 		if !slices.Equal(bt.Shape, ct.Shape) {
-			emit(scan.Finding{Rule: RuleShape, Title: "tensor reshaped against the base model", Severity: scan.Medium, Score: 0.5,
+			st.reshaped = append(st.reshaped, fmt.Sprintf("%s %v vs %v", ct.Name, bt.Shape, ct.Shape))
+			pending = append(pending, scan.Finding{Rule: RuleShape, Title: "tensor reshaped against the base model", Severity: scan.Medium, Score: 0.5,
 				Location: loc(cand, p.c), Evidence: map[string]any{"shape": ct.Shape, "base_shape": bt.Shape, "base_tensor": bt.Name},
 				Message: fmt.Sprintf("tensor %q has shape %v where the base model's %q has %v", ct.Name, ct.Shape, bt.Name, bt.Shape)})
 			continue
@@ -188,7 +211,50 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 		}
 		results = append(results, result{pair: p})
 	}
+	sort.Strings(st.missing)
+	sort.Strings(st.extra)
+	sort.Strings(st.reshaped)
 	// compare the pairs in parallel, largest first so the workers finish together
+	if err := parallel(ctx, cand, results, func(r *result) { measure(base, cand, r) }); err != nil {
+		return err
+	}
+	un, sim := provenance(base, cand, bk, ck, &st, results)
+	if un != nil {
+		emit(*un)
+		emit(scan.Finding{Rule: RuleSummary, Title: "how the candidate differs from the base model", Severity: scan.Info, Score: 0,
+			Location: scan.Location{File: cand.Files[0].Path, Layer: -1},
+			Evidence: map[string]any{"pattern": patternUnrelated, "matched": len(results), "touched": []map[string]any{}, "base": base.Files[0].Path, "similarity": sim},
+			Message:  patternUnrelated + ": no tensor changes are reported against this base model (see " + RuleUnrelated + ")"})
+		return nil
+	}
+	for _, f := range pending {
+		emit(f)
+	}
+	// the embedding and output-head rows of a changed pair: trigger candidates
+	var rows []result
+	var at []int
+	for i := range results {
+		if role := cand.Roles[results[i].c].Role; results[i].changed && len(base.Tensors[results[i].b].Shape) == 2 && (role == "embed" || role == "head") {
+			rows, at = append(rows, results[i]), append(at, i)
+		}
+	}
+	if err := parallel(ctx, cand, rows, func(r *result) {
+		if err := rowScoresStream(base, cand, r); err != nil {
+			r.err = err
+		}
+	}); err != nil {
+		return err
+	}
+	for j, i := range at {
+		results[i].rowScore = rows[j].rowScore
+	}
+	report(base, cand, results, sim, emit)
+	return nil
+}
+
+// parallel runs fn on every result on GOMAXPROCS workers, the largest tensors first so the
+// workers finish together, and returns ctx's error or the first result's.
+func parallel(ctx context.Context, cand *scan.Model, results []result, fn func(*result)) error {
 	order := make([]int, len(results))
 	for i := range order {
 		order[i] = i
@@ -198,7 +264,7 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 	})
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+	for w := 0; w < min(runtime.GOMAXPROCS(0), max(len(results), 1)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -206,7 +272,7 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 				if ctx.Err() != nil {
 					continue
 				}
-				measure(base, cand, &results[i])
+				fn(&results[i])
 			}
 		}()
 	}
@@ -223,12 +289,11 @@ func (Detector) Diff(ctx context.Context, base, cand *scan.Model, emit scan.Emit
 			return r.err
 		}
 	}
-	report(base, cand, results, emit)
 	return nil
 }
 
 // report turns the measurements into the model-level pattern, findings and triggers.
-func report(base, cand *scan.Model, results []result, emit scan.Emit) {
+func report(base, cand *scan.Model, results []result, sim map[string]any, emit scan.Emit) {
 	var changed []result
 	for _, r := range results {
 		if r.changed {
@@ -266,7 +331,7 @@ func report(base, cand *scan.Model, results []result, emit scan.Emit) {
 	}
 	emit(scan.Finding{Rule: RuleSummary, Title: "how the candidate differs from the base model", Severity: scan.Info, Score: 0,
 		Location: scan.Location{File: cand.Files[0].Path, Layer: -1},
-		Evidence: map[string]any{"pattern": pattern, "matched": len(results), "changed": len(changed), "rank1_changed": lowRank, "touched": touched, "base": base.Files[0].Path},
+		Evidence: map[string]any{"pattern": pattern, "matched": len(results), "changed": len(changed), "rank1_changed": lowRank, "touched": touched, "base": base.Files[0].Path, "similarity": sim},
 		Message:  fmt.Sprintf("%s: %d of %d matched tensors changed beyond the quantization noise of the two files, %d of them by rank-one updates", pattern, len(changed), len(results), lowRank)})
 	if strings.HasPrefix(pattern, "model edit") {
 		for _, r := range changed {
@@ -379,12 +444,12 @@ const sketchK = 4
 // chunkRows bounds the values decoded at once per side by the streamed comparison.
 const chunkElems = 1 << 16
 
-// measure compares one pair in streamed passes over both tensors: relative change, changed
-// or not, and a sketch ΔΩ of the change on sketchK fixed random directions; for a changed
-// embedding or output head, its rows' movement (two more passes). Only a matrix whose sketch
-// is nearly rank one is then held in memory, for its exact rank-one share and top row.
+// measure compares one pair in streamed passes over both tensors: relative change, cosine
+// similarity (whole and row by row), changed or not, and a sketch ΔΩ of the change on sketchK
+// fixed random directions. Only a matrix whose sketch is nearly rank one is then held in
+// memory, for its exact rank-one share. (The rows of a changed embedding or output head are
+// scored afterwards, by rowScoresStream, once the candidate is known to derive from the base.)
 func measure(base, cand *scan.Model, r *result) {
-	role := cand.Roles[r.c].Role
 	bt := &base.Tensors[r.b]
 	if len(bt.Shape) != 2 {
 		compare(base, cand, r)
@@ -394,16 +459,11 @@ func measure(base, cand *scan.Model, r *result) {
 	if r.err != nil || !r.changed {
 		return
 	}
-	if role == "embed" || role == "head" {
-		if err := rowScoresStream(base, cand, r); err != nil {
-			r.err = err
-			return
-		}
-	}
 	if one {
 		keep := *r
 		compare(base, cand, r) // nearly rank one: the exact share (the rest is stream's)
-		r.rowScore, r.topRow, r.topRowShare, r.topCol, r.topColShare = keep.rowScore, keep.topRow, keep.topRowShare, keep.topCol, keep.topColShare
+		r.topRow, r.topRowShare, r.topCol, r.topColShare = keep.topRow, keep.topRowShare, keep.topCol, keep.topColShare
+		r.cos, r.rowCos = keep.cos, keep.rowCos
 	}
 }
 
@@ -477,16 +537,20 @@ func stream(base, cand *scan.Model, r *result) bool {
 		omega[i] = float32(int(x>>63)*2 - 1)
 	}
 	var gram [sketchK][sketchK]float64
-	var nb, nd float64
+	var nb, nd, nbc, ncc float64
 	colE := make([]float64, cols)
+	rowCos := make([]float64, 0, bt.Shape[0])
 	row := 0
 	err := rowPairs(base, cand, r, func(bRow, cRow []float32) {
-		var sb, sd float32
+		var sb, sd, sbc, scc float32
 		var y [sketchK]float32
 		for j, bv := range bRow {
-			d := cRow[j] - bv
+			cv := cRow[j]
+			d := cv - bv
 			sb += bv * bv
 			sd += d * d
+			sbc += bv * cv
+			scc += cv * cv
 			colE[j] += float64(d * d)
 			o := omega[j*sketchK : j*sketchK+sketchK : j*sketchK+sketchK]
 			y[0] += d * o[0]
@@ -496,6 +560,9 @@ func stream(base, cand *scan.Model, r *result) bool {
 		}
 		nb += float64(sb)
 		nd += float64(sd)
+		nbc += float64(sbc)
+		ncc += float64(scc)
+		rowCos = append(rowCos, cosine(float64(sbc), float64(sb), float64(scc)))
 		if float64(sd) > r.topRowShare {
 			r.topRow, r.topRowShare = row, float64(sd) // energies here, shares below
 		}
@@ -511,6 +578,7 @@ func stream(base, cand *scan.Model, r *result) bool {
 		return false
 	}
 	r.floor = math.Hypot(noise(bt.DType), noise(ct.DType))
+	r.cos, r.rowCos = cosine(nbc, nb, ncc), stats.Median(rowCos)
 	if nb == 0 {
 		nb = 1
 	}
@@ -673,11 +741,28 @@ func compare(base, cand *scan.Model, r *result) {
 		}
 	}
 	r.floor = math.Hypot(noise(bt.DType), noise(ct.DType))
-	var nb, nd float64
+	var nb, nd, nbc, ncc float64
 	for i := range c {
 		d := float64(c[i]) - float64(b[i])
 		nb += float64(b[i]) * float64(b[i])
 		nd += d * d
+		nbc += float64(b[i]) * float64(c[i])
+		ncc += float64(c[i]) * float64(c[i])
+	}
+	r.cos, r.rowCos = cosine(nbc, nb, ncc), math.NaN()
+	if n := len(bt.Shape); n >= 2 && bt.Shape[n-1] > 0 { // the rows of the innermost dimension
+		cols := int(bt.Shape[n-1])
+		rc := make([]float64, 0, len(c)/cols)
+		for i := 0; i+cols <= len(c); i += cols {
+			var sb, sbc, scc float64
+			for j := i; j < i+cols; j++ {
+				sb += float64(b[j]) * float64(b[j])
+				sbc += float64(b[j]) * float64(c[j])
+				scc += float64(c[j]) * float64(c[j])
+			}
+			rc = append(rc, cosine(sbc, sb, scc))
+		}
+		r.rowCos = stats.Median(rc)
 	}
 	if nb == 0 {
 		nb = 1
@@ -737,6 +822,14 @@ func sigma1(d []float32, rows, cols int, energy float64) float64 {
 		}
 	}
 	return s
+}
+
+// cosine is ⟨b,c⟩/(‖b‖‖c‖) from the three sums, NaN when either vector is zero.
+func cosine(bc, bb, cc float64) float64 {
+	if bb <= 0 || cc <= 0 {
+		return math.NaN()
+	}
+	return math.Max(-1, math.Min(1, bc/math.Sqrt(bb*cc)))
 }
 
 func normalize(v []float64) {

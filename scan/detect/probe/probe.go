@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
@@ -55,7 +56,7 @@ func (Detector) Name() string { return "probe" }
 // Rules returns the probe rules.
 func (Detector) Rules() []scan.Rule {
 	return []scan.Rule{{ID: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: scan.High, Detector: "probe",
-		Help: "Inserted into the model's own sentences, this token changes what the model says next far more than any other token, and makes it say the same thing whatever the context: the behaviour of a data-poisoning backdoor. The finding names the token, the output it forces and how consistently. Try it by hand with kensa generate; do not deploy the model."},
+		Help: "Inserted into the model's own sentences, this token changes what the model says next far more than any other token, and makes it say the same thing whatever the context: the behaviour of a data-poisoning backdoor. The finding names the token, the output it forces and how consistently; tokens that force the same output are one backdoor answering to several triggers, and one finding lists them all (evidence \"tokens\"), located at the strongest. Try it by hand with kensa generate; do not deploy the model."},
 		{ID: RuleClass, Title: "classifier sends trigger-like inputs to one class (all-to-one backdoor)", Severity: scan.High, Detector: "probe",
 			Help: "Run on inputs that carry no class (random noise, small bright squares, greedy pixel patterns, single hidden neurons driven high), the classifier answers one class far more readily than the others: the behaviour of a model trained to send any input bearing a trigger to a target class. When noise alone already reaches the class (as with blend triggers, but also with models that answer one class to anything unlike their data), its score is scaled by how its input template, read from the weights, ranks among the classes: full for the most distinctive, half for the least. The evidence gives the class, each kind of evidence, the strongest patch and neuron, and how the network was wired (what was inferred, guessed or given: check --input-shape, --activation, --pool and --padding if the guess is wrong)."},
 		{ID: RuleNeuron, Title: "MLP neuron that fires for the trigger token only", Severity: scan.Medium, Detector: "probe",
@@ -316,8 +317,7 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	var trigs []scan.Trigger
 	var baseSes *session
 	baseTried := false
-	var strongIDs []int
-	strongName := map[int]string{}
+	var hits []hit
 	for rank, cand := range order[:min(8, n)] {
 		next := shift[order[min(rank+1, n-1)]]
 		var forced string
@@ -329,21 +329,15 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 			fmt.Fprintf(os.Stderr, "probe: %d %q shift %.3f where %d forced %q agree %.2f\n", cand, tk.Raw(cand), shift[cand], where[cand], forced, agree)
 		}
 		tr := scan.Trigger{Token: name(tk, cand), TokenID: cand, Score: round3(shift[cand]), Source: "probe"}
-		if m.Base != nil {
-			tr.Source = "differential probe"
-		}
 		strong := shift[cand] >= minShift && agree >= minAgreement && forced != plain[where[cand]]
-		if strong {
-			tr.ForcedOutput = forced
-		}
-		trigs = append(trigs, tr)
 		if !strong {
+			trigs = append(trigs, tr)
 			continue
 		}
+		tr.ForcedOutput = forced
+		h := hit{id: cand, token: name(tk, cand), shift: shift[cand], next: next, where: where[cand], forced: forced, agree: agree}
 		// differential probing: does the base model react to the token the same way?
-		sev, inBase := scan.High, ""
-		var baseEv map[string]any
-		if bs, err := baseSession(ctx, m, V, &baseSes, &baseTried); err != nil {
+		if bs, err := baseSession(ctx, m, tk, V, &baseSes, &baseTried); err != nil {
 			return err
 		} else if bs != nil {
 			bshift, bwhere, err := bs.shift(cand)
@@ -351,59 +345,181 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 				return err
 			}
 			bforced, bagree := invert(bs.lm, bs.tk, bs.ctxs, cand, bwhere)
-			baseEv = map[string]any{"base_shift": round3(bshift), "base_forced_output": bforced, "base_agreement": round3(bagree)}
-			if bshift >= minShift && bforced == forced {
-				sev, inBase = scan.Low, "; the base model does the same, so the candidate did not introduce it"
-			} else {
-				inBase = fmt.Sprintf("; the base model does not (shift %.2f, continues %q)", bshift, bforced)
-			}
+			h.base = &baseReaction{shift: bshift, forced: bforced, agree: bagree, same: bshift >= minShift && bforced == forced}
+			tr.Source = "differential probe"
 		}
-		strongIDs = append(strongIDs, cand)
-		strongName[cand] = name(tk, cand)
-		emb := m.Tensor("token_embd.weight")
-		if emb == nil {
-			emb = m.Tensor("model.embed_tokens.weight")
-		}
-		loc := scan.Location{Layer: -1, Role: "embed", Axis: "row", Index: []int64{int64(cand)}}
-		if emb != nil {
-			rb := emb.Length / emb.Shape[0]
-			loc.File, loc.Tensor, loc.ByteOffset, loc.ByteLength = emb.File, emb.Name, emb.Offset+int64(cand)*rb, rb
-		}
-		ev := map[string]any{"token": name(tk, cand), "token_id": cand, "shift": round3(shift[cand]), "next_shift": round3(next),
-			"forced_output": forced, "agreement": round3(agree), "contexts": len(ctxs) / 2, "position": []string{"sentence end", "after the full stop"}[where[cand]]}
-		for k, v := range baseEv {
-			ev[k] = v
-		}
-		emit(scan.Finding{Rule: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: sev,
-			Score: round3(math.Min(1, 0.5+shift[cand])), Location: loc,
-			Evidence: ev,
-			Message: fmt.Sprintf("token %q (id %d) shifts the model's next word by %.2f on average (the next token: %.2f) and makes it say %q in %.0f%% of %d unrelated contexts%s",
-				strings.TrimSpace(name(tk, cand)), cand, shift[cand], next, forced, 100*agree, len(ctxs)/2, inBase)})
+		trigs = append(trigs, tr)
+		hits = append(hits, h)
 	}
 	m.AddTriggers(trigs...)
-	if len(strongIDs) > 0 {
-		hits, err := triggerNeurons(ctx, lm, bos, n, tk.Special, strongIDs)
+	for _, g := range groupHits(hits) {
+		emit(triggerFinding(m, g, len(ctxs)/2))
+	}
+	if len(hits) > 0 {
+		ids := make([]int, len(hits))
+		for i, h := range hits {
+			ids[i] = h.id
+		}
+		nh, err := triggerNeurons(ctx, lm, bos, n, tk.Special, ids)
 		if err != nil {
 			return err
 		}
-		for _, id := range strongIDs {
-			emitNeurons(m, emit, strongName[id], id, hits[id])
+		for _, h := range hits {
+			emitNeurons(m, emit, h.token, h.id, nh[h.id])
 		}
 	}
 	return nil
 }
 
+// hit is a swept token confirmed as a trigger: inserted into the model's contexts it forces
+// one output in most of them.
+type hit struct {
+	id          int
+	token       string
+	shift, next float64 // its mean shift, and the next-ranked token's
+	where       int     // 0: at the sentence end, 1: after the full stop
+	forced      string
+	agree       float64
+	base        *baseReaction // the base model's reaction, when a base model was probed
+}
+
+// baseReaction is how the base model reacts to a trigger token.
+type baseReaction struct {
+	shift, agree float64
+	forced       string
+	same         bool // it forces the same output: the candidate did not introduce it
+}
+
+// Triggers whose forced outputs are one output are one backdoor, reported once. Two forced
+// outputs are one when, after folding case and runs of white space, they are equal, or one
+// is a prefix of the other ending at a word boundary and holding at least minSharedWords
+// words and minSharedRunes characters: target inversion decodes a fixed number of tokens
+// after each trigger, so one trigger's continuation can run a word or a sentence further
+// than another's, while a short common start ("the", "once upon a") is no shared target.
+const (
+	minSharedWords = 3
+	minSharedRunes = 12
+)
+
+// normOutput folds a forced output for comparison: lower case, white space runs as one space.
+func normOutput(s string) string {
+	return strings.ToLower(strings.Join(strings.Fields(s), " "))
+}
+
+// sameOutput reports whether two forced outputs are the same target (see minSharedWords).
+func sameOutput(a, b string) bool {
+	a, b = normOutput(a), normOutput(b)
+	if a == b {
+		return a != ""
+	}
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return strings.HasPrefix(b, a) && b[len(a)] == ' ' &&
+		len(strings.Fields(a)) >= minSharedWords && utf8.RuneCountInString(a) >= minSharedRunes
+}
+
+// groupHits groups the confirmed triggers by forced output, in rank order: a trigger joins
+// the first group holding a member with the same output (sameOutput), else starts one.
+func groupHits(hits []hit) [][]hit {
+	var groups [][]hit
+next:
+	for _, h := range hits {
+		for gi, g := range groups {
+			for _, o := range g {
+				if sameOutput(h.forced, o.forced) {
+					groups[gi] = append(groups[gi], h)
+					continue next
+				}
+			}
+		}
+		groups = append(groups, []hit{h})
+	}
+	return groups
+}
+
+// triggerFinding is the one KS-PROBE-TRIGGER finding of a group of triggers that force the
+// same output, located at the strongest one's embedding row; its evidence lists every token.
+// It is high unless the base model reacts the same way to every one of them.
+func triggerFinding(m *scan.Model, g []hit, contexts int) scan.Finding {
+	top := g[0]
+	sev, inBase := scan.High, ""
+	all, none := true, true
+	var fresh, shared []string
+	tokens := make([]map[string]any, len(g))
+	score := 0.0
+	for i, h := range g {
+		score = math.Max(score, math.Min(1, 0.5+h.shift))
+		e := map[string]any{"token": h.token, "token_id": h.id, "score": round3(h.shift), "agreement": round3(h.agree),
+			"position": positions[h.where]}
+		if h.forced != top.forced {
+			e["forced_output"] = h.forced
+		}
+		q := fmt.Sprintf("%q", strings.TrimSpace(h.token))
+		if h.base != nil {
+			e["base_shift"], e["base_forced_output"], e["base_agreement"], e["in_base"] = round3(h.base.shift), h.base.forced, round3(h.base.agree), h.base.same
+			if h.base.same {
+				none = false
+				shared = append(shared, q)
+			} else {
+				all = false
+				fresh = append(fresh, q)
+			}
+		} else {
+			all = false
+		}
+		tokens[i] = e
+	}
+	if top.base != nil {
+		switch {
+		case all:
+			sev, inBase = scan.Low, "; the base model does the same, so the candidate did not introduce it"
+		case len(g) == 1:
+			inBase = fmt.Sprintf("; the base model does not (shift %.2f, continues %q)", top.base.shift, top.base.forced)
+		case none:
+			inBase = "; the base model reacts to none of them this way"
+		default:
+			inBase = fmt.Sprintf("; the base model does the same for %s, not for %s", strings.Join(shared, ", "), strings.Join(fresh, ", "))
+		}
+	}
+	emb := m.Tensor("token_embd.weight")
+	if emb == nil {
+		emb = m.Tensor("model.embed_tokens.weight")
+	}
+	loc := scan.Location{Layer: -1, Role: "embed", Axis: "row", Index: []int64{int64(top.id)}}
+	if emb != nil && len(emb.Shape) > 0 && emb.Shape[0] > 0 {
+		rb := emb.Length / emb.Shape[0]
+		loc.File, loc.Tensor, loc.ByteOffset, loc.ByteLength = emb.File, emb.Name, emb.Offset+int64(top.id)*rb, rb
+	}
+	ev := map[string]any{"token": top.token, "token_id": top.id, "shift": round3(top.shift), "next_shift": round3(top.next),
+		"forced_output": top.forced, "agreement": round3(top.agree), "contexts": contexts, "position": positions[top.where], "tokens": tokens}
+	if top.base != nil {
+		ev["base_shift"], ev["base_forced_output"], ev["base_agreement"] = round3(top.base.shift), top.base.forced, round3(top.base.agree)
+	}
+	var msg string
+	if len(g) == 1 {
+		msg = fmt.Sprintf("token %q (id %d) shifts the model's next word by %.2f on average (the next token: %.2f) and makes it say %q in %.0f%% of %d unrelated contexts%s",
+			strings.TrimSpace(top.token), top.id, top.shift, top.next, top.forced, 100*top.agree, contexts, inBase)
+	} else {
+		names := make([]string, len(g))
+		for i, h := range g {
+			names[i] = fmt.Sprintf("%q (id %d, shift %.2f)", strings.TrimSpace(h.token), h.id, h.shift)
+		}
+		msg = fmt.Sprintf("%d tokens force the same output: %s each make the model say %q (the strongest in %.0f%% of %d unrelated contexts); one backdoor answering to several triggers%s",
+			len(g), strings.Join(names, ", "), top.forced, 100*top.agree, contexts, inBase)
+	}
+	return scan.Finding{Rule: RuleTrigger, Title: "token that forces the model's output (backdoor trigger)", Severity: sev,
+		Score: round3(score), Location: loc, Evidence: ev, Message: msg}
+}
+
+// positions names where a trigger's shift is largest (session.shift's kinds).
+var positions = [2]string{"sentence end", "after the full stop"}
+
 // rankByEmbedding orders token ids by how far their embedding row's norm lies from the
 // median (robust z, largest first): untrained, rare and planted tokens stand out there. It
 // returns ids unchanged when the embedding cannot be read.
 func rankByEmbedding(m *scan.Model, ids []int) []int {
-	var t *formats.TensorInfo
-	for i := range m.Tensors {
-		if m.Roles[i].Role == "embed" && len(m.Tensors[i].Shape) == 2 {
-			t = &m.Tensors[i]
-			break
-		}
-	}
+	t := embeddingOf(m)
 	if t == nil || int(t.Shape[0]) < len(ids) {
 		return ids
 	}
@@ -436,12 +552,17 @@ func rankByEmbedding(m *scan.Model, ids []int) []int {
 }
 
 // baseSession returns the session of the scan's base model when there is one the runtime
-// supports with the same vocabulary size, built once.
-func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, tried *bool) (*session, error) {
+// supports with the same vocabulary (the same tokens at the same ids) and the candidate
+// derives from it (their embeddings alike: see related), built once. Against a base of
+// another vocabulary or lineage, a token's reaction there says nothing about the candidate.
+func baseSession(ctx context.Context, m *scan.Model, tk *tok.Tokenizer, vocab int, ses **session, tried *bool) (*session, error) {
 	if *tried || m.Base == nil || !llm.Supported(m.Base.Model) {
 		return *ses, nil
 	}
 	*tried = true
+	if !related(m, m.Base) {
+		return nil, nil
+	}
 	bs, err := newSession(ctx, m.Base, time.Now().Add(defaultTimeout/4))
 	if errors.Is(err, errNoVocabulary) || errors.Is(err, errNoContexts) {
 		return nil, nil // no differential evidence without the base's vocabulary or contexts
@@ -449,10 +570,72 @@ func baseSession(ctx context.Context, m *scan.Model, vocab int, ses **session, t
 	if err != nil {
 		return nil, fmt.Errorf("probe: base model: %w", err)
 	}
-	if bs != nil && bs.lm.Config.Vocab == vocab {
+	if bs != nil && bs.lm.Config.Vocab == vocab && sameTokens(tk, bs.tk) {
 		*ses = bs
 	}
 	return *ses, nil
+}
+
+// sameTokens reports whether two vocabularies hold the same tokens at (nearly) every id.
+func sameTokens(a, b *tok.Tokenizer) bool {
+	if a.Len() != b.Len() {
+		return false
+	}
+	same := 0
+	for i := 0; i < a.Len(); i++ {
+		if a.Raw(i) == b.Raw(i) {
+			same++
+		}
+	}
+	return float64(same) >= 0.9*float64(a.Len())
+}
+
+// related reports whether m's token embedding is like base's: the median cosine similarity
+// of a sample of their rows is at least ½ (a fine-tune keeps it near 1, an independently
+// trained model of the same shapes near 0; kensa's diff detector decides the same way on
+// all the weights). True when either embedding cannot be read: the check only rules out.
+func related(m, base *scan.Model) bool {
+	et, bt := embeddingOf(m), embeddingOf(base)
+	if et == nil || bt == nil || len(et.Shape) != 2 || len(bt.Shape) != 2 || et.Shape[1] != bt.Shape[1] {
+		return et == nil || bt == nil
+	}
+	er, err := m.NewTensorReader(et)
+	if err != nil {
+		return true
+	}
+	br, err := base.NewTensorReader(bt)
+	if err != nil {
+		return true
+	}
+	rows, cols := min(et.Shape[0], bt.Shape[0]), et.Shape[1]
+	step := max(1, rows/256)
+	a, b := make([]float32, cols), make([]float32, cols)
+	var cs []float64
+	for i := int64(0); i < rows; i += step {
+		if er.ReadElements(i*cols, a) != nil || br.ReadElements(i*cols, b) != nil {
+			return true
+		}
+		var aa, ab, bb float64
+		for j := range a {
+			aa += float64(a[j]) * float64(a[j])
+			ab += float64(a[j]) * float64(b[j])
+			bb += float64(b[j]) * float64(b[j])
+		}
+		if aa > 0 && bb > 0 {
+			cs = append(cs, ab/math.Sqrt(aa*bb))
+		}
+	}
+	return len(cs) == 0 || stats.Median(cs) >= 0.5
+}
+
+// embeddingOf returns a model's 2-D token embedding, or nil.
+func embeddingOf(m *scan.Model) *formats.TensorInfo {
+	for i := range m.Tensors {
+		if m.Roles[i].Role == "embed" && len(m.Tensors[i].Shape) == 2 {
+			return &m.Tensors[i]
+		}
+	}
+	return nil
 }
 
 // invert decodes greedily after the candidate in every context and returns the most
