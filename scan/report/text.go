@@ -177,7 +177,10 @@ func (w *textWriter) target(t *scan.Target, opt Options) {
 		i = j
 	}
 
-	if summary, rows, total, ok := touched(t); ok {
+	if summary, rows, total, ok := touched(t); ok && total == 0 && strings.Contains(summary, "not derived") {
+		w.line("  ", w.paint(ansiBold, "base model comparison"))
+		w.wrap("    ", "", summary)
+	} else if ok {
 		w.line("  ", w.paint(ansiBold, "changed against the base model"), w.paint(ansiDim, fmt.Sprintf(" (%d tensors)", total)))
 		w.wrap("    ", "", summary)
 		for _, r := range rows {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -210,9 +211,13 @@ func (s *session) shift(cand int) (float64, int, error) {
 func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error {
 	if !llm.Supported(m.Model) {
 		if m.Probe.DecodersOnly {
+			m.SetAnalysis("probe", scan.NotRun("--probe not given (with --base, llama-family decoders alone are probed on both sides)"))
 			return nil
 		}
-		_, err := probeClassifierModel(ctx, m, emit)
+		ok, err := probeClassifierModel(ctx, m, emit)
+		if !ok && err == nil {
+			m.SetAnalysis("probe", scan.NotRun(unsupported(m)))
+		}
 		return err
 	}
 	budget := m.Probe.Budget
@@ -222,12 +227,14 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	start := time.Now()
 	ses, err := newSession(ctx, m, start.Add(budget*2/5))
 	if errors.Is(err, errNoVocabulary) {
+		m.SetAnalysis("probe", scan.NotRun("the model has no vocabulary kensa can read"))
 		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
 			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
 			Message:  fmt.Sprintf("the model has no vocabulary kensa can read, so no trigger sweep was run (%v)", err)})
 		return nil
 	}
 	if errors.Is(err, errNoContexts) {
+		m.SetAnalysis("probe", scan.NotRun("the model could not write its contexts within the budget (raise --probe-budget)"))
 		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
 			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
 			Evidence: map[string]any{"swept": 0, "budget_seconds": budget.Seconds()},
@@ -701,3 +708,34 @@ func softmax(l []float32) []float64 {
 }
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+// unsupported says why a model is neither a decoder nor a classifier the runtime runs.
+func unsupported(m *scan.Model) string {
+	lm := false
+	for i := range m.Tensors {
+		if m.Roles[i].Role == "embed" {
+			lm = true
+			break
+		}
+	}
+	if !lm {
+		return "not a llama-family decoder or a feed-forward classifier kensa can run"
+	}
+	arch := ""
+	if v, ok := m.Meta("general.architecture"); ok {
+		arch, _ = v.(string)
+	}
+	if arch == "" && m.Format == "safetensors" && len(m.Files) > 0 {
+		if b, err := formats.ReadCompanion(filepath.Dir(m.Files[0].Path), "config.json", 1<<20); err == nil {
+			if v, err := formats.DecodePyJSON(b); err == nil {
+				if o, ok := v.(map[string]any); ok {
+					arch, _ = o["model_type"].(string)
+				}
+			}
+		}
+	}
+	if arch == "" {
+		return "a language model whose architecture kensa's runtime does not support (it runs llama, mistral and qwen2)"
+	}
+	return fmt.Sprintf("architecture %s not supported by kensa's runtime (it runs llama, mistral and qwen2)", arch)
+}

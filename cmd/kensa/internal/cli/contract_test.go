@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -194,4 +196,85 @@ func TestScanStoreFlags(t *testing.T) {
 	if code, _, _ := run("scan", "-q", "--ollama"); code != ExitTarget {
 		t.Errorf("--ollama without a store: exit %d", code)
 	}
+}
+
+// A decoder of an architecture the runtime does not run says so in its coverage.
+func TestProbeUnsupportedArchitecture(t *testing.T) {
+	dir := t.TempDir()
+	st := filepath.Join(dir, "model.safetensors")
+	writeSafetensorsLlama(t, st)
+	// rename the tensors' architecture: gemma-style names the runtime does not run
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "mamba", "hidden_size": 32}`), 0o644)
+	b, _ := os.ReadFile(st)
+	os.WriteFile(st, bytes.ReplaceAll(b, []byte("self_attn.q_proj"), []byte("self_attn.x_proj")), 0o644)
+	code, out, errOut := run("scan", "-q", "--probe", "--probe-budget", "5s", "--format", "json", dir)
+	if code == ExitInternal || code == ExitUsage {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep struct {
+		Targets []struct {
+			Coverage struct {
+				Analyses map[string]string `json:"analyses"`
+			} `json:"coverage"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Targets) != 1 {
+		t.Fatalf("%v %.300s", err, out)
+	}
+	if got := rep.Targets[0].Coverage.Analyses["probe"]; !strings.Contains(got, "not run: architecture mamba not supported") {
+		t.Errorf("probe analysis %q", got)
+	}
+}
+
+// kensa diff against a base the candidate does not derive from is a high finding (exit 1),
+// and every target names its base with its digest.
+func TestDiffUnrelatedBase(t *testing.T) {
+	dir := t.TempDir()
+	base, same, other := filepath.Join(dir, "base.gguf"), filepath.Join(dir, "same.gguf"), filepath.Join(dir, "other.gguf")
+	writeModel(t, base, 1, nil)
+	writeModel(t, same, 1, nil)
+	writeModel(t, other, 2, nil)
+	code, out, errOut := run("diff", "-q", "--format", "json", base, same, other)
+	if code != ExitFindings {
+		t.Fatalf("exit %d, want %d (%s)", code, ExitFindings, errOut)
+	}
+	var rep struct {
+		Targets []struct {
+			Path string `json:"path"`
+			Base struct {
+				Path   string `json:"path"`
+				Format string `json:"format"`
+				SHA256 string `json:"sha256"`
+			} `json:"base"`
+			Findings []struct {
+				Rule     string `json:"rule"`
+				Severity string `json:"severity"`
+			} `json:"findings"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Targets) != 2 {
+		t.Fatalf("%v %.300s", err, out)
+	}
+	bb, _ := os.ReadFile(base)
+	for _, tg := range rep.Targets {
+		if tg.Base.Path != base || tg.Base.Format != "gguf" || tg.Base.SHA256 != sha256hex(bb) {
+			t.Errorf("%s: base %+v", tg.Path, tg.Base)
+		}
+		unrelated := false
+		for _, f := range tg.Findings {
+			unrelated = unrelated || f.Rule == "KS-DIFF-UNRELATED" && f.Severity == "high"
+		}
+		if unrelated != (tg.Path == other) {
+			t.Errorf("%s: KS-DIFF-UNRELATED %v", tg.Path, unrelated)
+		}
+	}
+	_, text, _ := run("diff", "--no-progress", base, other)
+	if !strings.Contains(text, "base: "+base) || !strings.Contains(text, "KS-DIFF-UNRELATED") {
+		t.Errorf("text report:\n%s", text)
+	}
+}
+
+func sha256hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
