@@ -414,3 +414,50 @@ func TestOllamaPoisonedTemplate(t *testing.T) {
 		t.Errorf("poisoned template not flagged high in %s: %+v", blob, tg.Findings)
 	}
 }
+
+// Adapters and projectors of a manifest are scanned as models, their findings merged
+// into the manifest's target; a FIFO among a model's files is listed, never opened.
+func TestOllamaAdapterAndSpecialFiles(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "models")
+	adapter := ggufBytes(t, 21)
+	adapter = append(adapter, bytes.Repeat([]byte("hidden payload "), 64)...) // bytes no tensor references
+	ollamaStore(t, root, "registry.ollama.ai/library/lora/1b", []ollamaTestLayer{
+		{media: "application/vnd.ollama.image.model", data: ggufBytes(t, 20)},
+		{media: "application/vnd.ollama.image.adapter", data: adapter},
+		{media: "application/vnd.ollama.image.projector", data: ggufBytes(t, 22)},
+	})
+	rep := scanAll(t, scan.Options{}, root)
+	if len(rep.Targets) != 1 {
+		t.Fatalf("%d targets", len(rep.Targets))
+	}
+	tg := &rep.Targets[0]
+	adapterBlob := filepath.Join(root, "blobs", "sha256-"+sha(adapter))
+	found := false
+	for _, f := range tg.Findings {
+		if f.Location.File == adapterBlob && f.Severity >= scan.High {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the adapter's hidden bytes are not reported: %+v", tg.Findings)
+	}
+	hashed := 0
+	for _, f := range tg.Files {
+		if strings.Contains(f.Path, "blobs") && f.SHA256 != "" {
+			hashed++
+		}
+	}
+	if hashed < 4 || tg.Coverage.Analyses["digests"] != scan.AnalysisDone { // model, adapter, projector, config
+		t.Errorf("files %+v, digests %q", tg.Files, tg.Coverage.Analyses["digests"])
+	}
+
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "model.safetensors"), safetensorsBytes(t, 4))
+	if err := mkfifo(filepath.Join(dir, "model-00002.safetensors")); err != nil {
+		t.Skip("no FIFOs:", err)
+	}
+	rep = scanAll(t, scan.Options{}, dir)
+	if len(rep.Targets) != 1 || find(&rep.Targets[0], scan.RuleFileSpecial) == nil || !hasSkipped(&rep.Targets[0], "model-00002.safetensors") {
+		t.Errorf("FIFO in a model directory: %+v", rep.Targets)
+	}
+}
