@@ -12,7 +12,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/kensa-scan/kensa/cmd/kensa/internal/cli.Version=$(VERSION)
 
 # Packages whose code is concurrent: tested with the race detector.
-RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./scan/nn/llm ./cmd/...
+RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./nn/llm ./cmd/...
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
@@ -49,7 +49,7 @@ fuzz-short:
 	@echo "== fuzz ./formats FuzzPyJSON ($(CIFUZZ))"; $(call FUZZ1,FuzzPyJSON,./formats)
 	@echo "== fuzz ./scan FuzzScan ($(CIFUZZ))"; $(call FUZZ1,FuzzScan,./scan)
 	@echo "== fuzz ./scan FuzzOllamaManifest ($(CIFUZZ))"; $(call FUZZ1,FuzzOllamaManifest,./scan)
-	@echo "== fuzz ./scan/nn/tokenizer FuzzParseHF ($(CIFUZZ))"; $(call FUZZ1,FuzzParseHF,./scan/nn/tokenizer)
+	@echo "== fuzz ./nn/tokenizer FuzzParseHF ($(CIFUZZ))"; $(call FUZZ1,FuzzParseHF,./nn/tokenizer)
 	@echo "== fuzz ./scan/detect/metadata FuzzTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzTemplate,./scan/detect/metadata)
 	@echo "== fuzz ./scan/detect/metadata FuzzGoTemplate ($(CIFUZZ))"; $(call FUZZ1,FuzzGoTemplate,./scan/detect/metadata)
 
@@ -95,4 +95,4 @@ eval:
 ## bench-runtime: forward-pass speed on stories260K and a generated 134M-parameter llama (F32, Q8_0).
 bench-runtime:
 	$(GO) run ./testdata/gen -runtime -out $(RTDIR)
-	KENSA_BENCH_134M=$(RTDIR) $(GO) test -run '^$$' -bench 'MatVec|Stories|134M' -benchtime 20x ./scan/nn/llm/
+	KENSA_BENCH_134M=$(RTDIR) $(GO) test -run '^$$' -bench 'MatVec|Stories|134M' -benchtime 20x ./nn/llm/

@@ -2,7 +2,7 @@
 // backdoor would target, from the weights alone, and scores how strongly the weights single
 // it out.
 //
-// When the network is a chain kensa can wire (scan/nn/ffn), the detector reads each class's
+// When the network is a chain kensa can wire (nn/ffn), the detector reads each class's
 // input template: the gradient of the class's logit with respect to the input in the
 // linearized network (every activation replaced by the identity, pooling by averaging), one
 // backward pass per class, no input data. Centred per input feature across classes, a
@@ -32,7 +32,7 @@ import (
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
-	"github.com/kensa-scan/kensa/scan/nn/ffn"
+	"github.com/kensa-scan/kensa/nn/ffn"
 	"github.com/kensa-scan/kensa/stats"
 )
 

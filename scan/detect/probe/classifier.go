@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kensa-scan/kensa/scan"
-	"github.com/kensa-scan/kensa/scan/nn/ffn"
+	"github.com/kensa-scan/kensa/nn/ffn"
 )
 
 // The classifier probe runs a feed-forward classifier on inputs that carry no class (the

@@ -7,7 +7,7 @@ import (
 	"sort"
 
 	"github.com/kensa-scan/kensa/scan"
-	"github.com/kensa-scan/kensa/scan/nn/llm"
+	"github.com/kensa-scan/kensa/nn/llm"
 )
 
 // RuleNeuron is the trigger-sensitive neuron rule.

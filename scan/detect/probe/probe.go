@@ -23,8 +23,8 @@ import (
 
 	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/scan"
-	"github.com/kensa-scan/kensa/scan/nn/llm"
-	tok "github.com/kensa-scan/kensa/scan/nn/tokenizer"
+	"github.com/kensa-scan/kensa/nn/llm"
+	tok "github.com/kensa-scan/kensa/nn/tokenizer"
 	"github.com/kensa-scan/kensa/stats"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kensa-scan/kensa/formats"
-	"github.com/kensa-scan/kensa/scan/nn/llm"
-	tok "github.com/kensa-scan/kensa/scan/nn/tokenizer"
+	"github.com/kensa-scan/kensa/nn/llm"
+	tok "github.com/kensa-scan/kensa/nn/tokenizer"
 )
 
 type generateOptions struct {

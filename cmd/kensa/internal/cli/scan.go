@@ -19,7 +19,7 @@ import (
 
 	"github.com/kensa-scan/kensa/scan"
 	_ "github.com/kensa-scan/kensa/scan/detect/all" // registers every detector
-	"github.com/kensa-scan/kensa/scan/nn/ffn"
+	"github.com/kensa-scan/kensa/nn/ffn"
 	"github.com/kensa-scan/kensa/scan/report"
 )
 
