@@ -19,6 +19,8 @@ type Model struct {
 	Probe ProbeOptions
 	// Base is the base model of a differential scan (--base), or nil.
 	Base *Model
+	// Jobs is the number of threads a detector may use (Options.Jobs, -j).
+	Jobs int
 
 	mu         sync.Mutex
 	classifier *Classifier

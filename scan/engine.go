@@ -168,7 +168,9 @@ func openBase(ctx context.Context, opt *Options) (*Model, *BaseInfo, func(), err
 		info.Files = files
 		info.SHA256 = combinedDigest(files)
 	}
-	return newModel(bm), info, func() { bm.Close() }, nil
+	m := newModel(bm)
+	m.Jobs = opt.Jobs
+	return m, info, func() { bm.Close() }, nil
 }
 
 // combinedDigest is the SHA-256 of a model's files: the file's own for one file; for
@@ -339,6 +341,7 @@ func scanModel(ctx context.Context, fm *formats.Model, t *Target, opt *Options, 
 	}
 	m := newModel(fm)
 	m.Probe = opt.ProbeOptions
+	m.Jobs = opt.Jobs
 	t.Format, t.Tensors, t.Parameters, t.Layers = fm.Format, len(fm.Tensors), fm.Parameters(), m.Layers
 	an := t.Coverage.Analyses
 	selected := map[string]bool{}

@@ -99,7 +99,7 @@ func newSession(ctx context.Context, m *scan.Model, deadline time.Time) (*sessio
 	if err != nil {
 		return nil, err
 	}
-	lm.Workers = 2
+	lm.Workers = max(m.Jobs, 1) // -j
 	V := lm.Config.Vocab
 	bos := tk.BOS()
 	if bos < 0 {

@@ -85,7 +85,7 @@ error, 3 a target could not be read, 4 internal error, 130 interrupted.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newScanCmd(s), newDiffCmd(s), newInspectCmd(s), newGenerateCmd(s), newRulesCmd(s), newVersionCmd(s))
+	root.AddCommand(newScanCmd(s), newDiffCmd(s), newInspectCmd(s), newGenerateCmd(s), newRulesCmd(s), newBenchCmd(s), newVersionCmd(s))
 	return root
 }
 

@@ -17,9 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kensa-scan/kensa/nn/ffn"
 	"github.com/kensa-scan/kensa/scan"
 	_ "github.com/kensa-scan/kensa/scan/detect/all" // registers every detector
-	"github.com/kensa-scan/kensa/nn/ffn"
 	"github.com/kensa-scan/kensa/scan/report"
 )
 
@@ -99,7 +99,7 @@ still written, unfinished targets marked incomplete; a second signal exits at on
 	f.StringVar(&o.format, "format", "", "report format: text, json, sarif or html (default text, or json when the output is not a terminal and -o ends in .json)")
 	f.StringVarP(&o.output, "output", "o", "", "write the report to this file instead of standard output")
 	f.StringVar(&o.failOn, "fail-on", "high", "exit 1 when a finding is at or above this severity: info, low, medium, high, critical")
-	f.IntVarP(&o.jobs, "jobs", "j", runtime.NumCPU(), "parallel workers")
+	f.IntVarP(&o.jobs, "jobs", "j", runtime.NumCPU(), "threads: the tensor pass, hashing, the runtime (--probe, --base) and everything else the scan runs")
 	f.BoolVarP(&o.recursive, "recursive", "r", false, "scan every model in the directory trees given")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress and no summary on stderr")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar on stderr")
@@ -172,6 +172,11 @@ func runScan(ctx context.Context, o *scanOptions, paths []string, s *streams) er
 	}
 	if o.jobs < 1 {
 		return usageError{fmt.Errorf("--jobs %d: want at least 1", o.jobs)}
+	}
+	if o.jobs < runtime.GOMAXPROCS(0) {
+		// -j bounds every thread the scan runs: the tensor pass, hashing, the runtime's
+		// matrix products and the classifier probes alike
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(o.jobs))
 	}
 
 	po, err := o.probeOptions()
