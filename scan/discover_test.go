@@ -461,3 +461,16 @@ func TestOllamaAdapterAndSpecialFiles(t *testing.T) {
 		t.Errorf("FIFO in a model directory: %+v", rep.Targets)
 	}
 }
+
+// A pickle named like a safetensors file is an error (it is no safetensors file) and a
+// high finding (it can run code when loaded).
+func TestPickleNamedLikeModel(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "model.safetensors")
+	write(t, p, evilPickle)
+	rep := scanAll(t, scan.Options{}, p)
+	tg := &rep.Targets[0]
+	if f := find(tg, scan.RuleFileUnverified); tg.Error == "" || f == nil || f.Severity < scan.High {
+		t.Errorf("error %q findings %+v", tg.Error, tg.Findings)
+	}
+}

@@ -213,6 +213,14 @@ func scanSpec(ctx context.Context, s *Spec, opt *Options, base *Model) Target {
 			if err != nil {
 				t.Error = err.Error()
 				t.Coverage.Analyses = allNotRun("the model could not be read")
+				// a file named like a model that is in truth a pickle, an archive, ...
+				if head, herr := formats.ReadHead(s.Path, headBytes); herr == nil {
+					if k := formats.Classify("", head); k.Code {
+						t.Findings = append(t.Findings, fileFinding(RuleFileUnverified, High, s.Path,
+							fmt.Sprintf("%s is named like a %s model but its bytes are a %s: it can run code when loaded, and kensa cannot verify this format", s.Path, strings.TrimPrefix(filepath.Ext(s.Path), "."), k.Format),
+							map[string]any{"format": k.Format}))
+					}
+				}
 				break
 			}
 			defer fm.Close()
