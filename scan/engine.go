@@ -526,12 +526,12 @@ func scanModel(ctx context.Context, fm *formats.Model, t *Target, opt *Options, 
 		switch {
 		case !selected[a]:
 			an[a] = NotRun("detector not selected")
-		case ctx.Err() != nil:
-			an[a] = NotRun("interrupted")
 		case a == "diff" && base == nil:
 			an[a] = NotRun("no --base given")
 		case a == "probe" && !opt.Probe && base == nil:
 			an[a] = NotRun("--probe not given")
+		case ctx.Err() != nil:
+			an[a] = NotRun("interrupted")
 		default:
 			an[a] = AnalysisDone
 		}
