@@ -33,8 +33,8 @@ import (
 	"sync"
 
 	"github.com/kensa-scan/kensa/formats"
-	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/nn/tokenizer"
+	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/stats"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/kensa-scan/kensa/formats"
-	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/nn/tokenizer"
+	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/stats"
 )
 

@@ -31,8 +31,8 @@ import (
 	"strings"
 
 	"github.com/kensa-scan/kensa/formats"
-	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/nn/ffn"
+	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/stats"
 )
 

@@ -9,8 +9,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/nn/ffn"
+	"github.com/kensa-scan/kensa/scan"
 )
 
 // The classifier probe runs a feed-forward classifier on inputs that carry no class (the

@@ -6,8 +6,8 @@ import (
 	"math"
 	"sort"
 
-	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/nn/llm"
+	"github.com/kensa-scan/kensa/scan"
 )
 
 // RuleNeuron is the trigger-sensitive neuron rule.

@@ -22,9 +22,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/kensa-scan/kensa/formats"
-	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/nn/llm"
 	tok "github.com/kensa-scan/kensa/nn/tokenizer"
+	"github.com/kensa-scan/kensa/scan"
 	"github.com/kensa-scan/kensa/stats"
 )
 
