@@ -16,7 +16,7 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime eval demo perf perf-diff perf-probe clean
+.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime bench-compare eval demo perf perf-diff perf-probe clean
 
 all: build
 
@@ -91,6 +91,10 @@ perf-diff:
 ## eval: the labelled classifier evaluation with --probe (AUROC, target classes; a few minutes).
 eval:
 	KENSA_EVAL=1 $(GO) test -count=1 -run 'TestClassifierProbeEval|TestEvalClassifiers' -v -timeout 30m ./scan/detect/probe ./scan | grep -E 'AUROC|^(ok|FAIL|---)'
+
+## bench-compare: kensa bench against llama-bench (LLAMA_BENCH=path, your own build) on the generated 134M F32/Q8_0/Q4_K_M and 1.1B Q4_K_M llamas, same run.
+bench-compare:
+	bash scripts/bench-compare.sh
 
 ## bench-runtime: forward-pass speed on stories260K and a generated 134M-parameter llama (F32, Q8_0).
 bench-runtime:
