@@ -274,6 +274,18 @@ func (c *checker) str(s string, at string) {
 	case isGoTemplateKey(c.key):
 		// an Ollama template layer: Go text/template, never parsed as Jinja
 		parsed = c.goTemplate(s, at)
+	case c.key == OllamaSystemKey:
+		// an Ollama system prompt is emitted into every conversation (.System): judged as
+		// a template's literal text is, for instructions hidden in it; it holds no actions
+		n := len(c.extra)
+		c.goTemplate(strings.ReplaceAll(s, "{{", "{\u200b{"), at)
+		for i := n; i < len(c.extra); i++ {
+			f := &c.extra[i]
+			f.Message = strings.Replace(f.Message, "chat template emits", "the system prompt (emitted into every conversation) holds", 1)
+			if f.Evidence != nil {
+				f.Evidence["source"] = "system prompt"
+			}
+		}
 	case isTemplateKey(c.key) || looksLikeTemplate(s):
 		parsed = c.template(s, at)
 	}

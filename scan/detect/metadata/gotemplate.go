@@ -31,6 +31,9 @@ import (
 // OllamaTemplateKey is the metadata key of an Ollama model's template layer.
 const OllamaTemplateKey = "ollama.template"
 
+// OllamaSystemKey is the metadata key of an Ollama model's system prompt layer.
+const OllamaSystemKey = "ollama.system"
+
 func isGoTemplateKey(key string) bool { return key == OllamaTemplateKey }
 
 const (
