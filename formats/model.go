@@ -57,6 +57,18 @@ type KV struct {
 	File   string // the file holding the entry, when it is not the model's only file ("" otherwise)
 }
 
+// CodeRef is one thing loading a model would import or call.
+type CodeRef struct {
+	Module string // "posix", "torch._utils", "collections"; "" when not a Python global
+	Name   string // "system", "_rebuild_tensor_v2", "OrderedDict"
+	Kind   string // how it is reached: "GLOBAL", "STACK_GLOBAL", "INST", "REDUCE", "BUILD", "NEWOBJ", "keras Lambda", "hydra _target_", ...
+	Called bool   // the object is called (REDUCE, INST, OBJ, NEWOBJ...), not only imported
+	Args   string // a bounded, printable rendering of the call's arguments when known
+	File   string // the file holding it (Model.Files[i].Path)
+	Member string // the member inside an archive ("archive/data.pkl"), "" for a plain file
+	Offset int64  // absolute byte offset of the opcode (in File, or in Member when set)
+}
+
 // File is one file of a model, open for reading. Files are memory-mapped where the platform
 // allows it and read with ReadAt otherwise.
 type File struct {
@@ -163,6 +175,11 @@ type Model struct {
 	Metadata  []KV // metadata keys and values, in file order
 	Tensors   []TensorInfo
 	BigEndian bool // GGUF stored big-endian: tensor data is converted when decoded
+	// Code lists what loading the model would import or call, for formats that can run
+	// code when loaded (pickle-based PyTorch, NumPy object arrays, Keras, ...): every
+	// global a pickle names, every callable a config references. Readers only record
+	// them; detectors judge them. Empty for safetensors and GGUF.
+	Code []CodeRef
 
 	filesOnce sync.Once
 	files     map[string]*File
