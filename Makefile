@@ -14,7 +14,7 @@ LDFLAGS   := -s -w -X github.com/kensa-scan/kensa/cmd/kensa/internal/cli.Version
 # Packages whose code is concurrent: tested with the race detector.
 RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./nn/llm ./cmd/...
 # Parsers with a FuzzReader.
-FUZZPKGS  := ./formats/gguf ./formats/safetensors
+FUZZPKGS  := ./formats/gguf ./formats/safetensors ./formats/pickle ./formats/pytorch
 
 .PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime bench-compare eval demo perf perf-diff perf-probe clean
 

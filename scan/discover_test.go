@@ -17,6 +17,7 @@ import (
 	"github.com/kensa-scan/kensa/formats/gguf"
 	"github.com/kensa-scan/kensa/formats/safetensors"
 	"github.com/kensa-scan/kensa/scan"
+	_ "github.com/kensa-scan/kensa/scan/detect/code"
 )
 
 // The files of these tests are generated here: none of them depends on the corpus.
@@ -69,6 +70,9 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// keras is the start of an HDF5 file (Keras .h5), a format kensa cannot verify yet.
+var keras = []byte("\x89HDF\r\n\x1a\n\x00\x00\x00\x00\x00\x08\x08\x00\x04\x00\x10\x00")
+
 // evilPickle is a protocol-2 pickle that calls os.system("id") when loaded.
 var evilPickle = []byte("\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.")
 
@@ -116,7 +120,7 @@ func TestDiscoverHFCache(t *testing.T) {
 		"README.md":         []byte("# tiny"),
 	})
 	// a second snapshot sharing the weights blob
-	hfRepo(t, hub, "acme", "tiny", rev2, map[string][]byte{"model.safetensors": st, "original/consolidated.00.pth": evilPickle})
+	hfRepo(t, hub, "acme", "tiny", rev2, map[string][]byte{"model.safetensors": st, "original/model.h5": keras})
 	hfRepo(t, hub, "other", "gg", rev1, map[string][]byte{"tiny-q8.gguf": ggufBytes(t, 5)})
 	write(t, filepath.Join(hub, ".locks", "models--acme--tiny", "x.lock"), nil)
 
@@ -140,10 +144,10 @@ func TestDiscoverHFCache(t *testing.T) {
 				t.Errorf("%s: error %s", tg.Name, tg.Error)
 			}
 			if tg.Name == want[1] {
-				// the pickle in original/ belongs to the snapshot and is never clean
+				// the Keras file in original/ belongs to the snapshot and is never clean
 				f := find(&tg, scan.RuleFileUnverified)
-				if f == nil || f.Severity < scan.High || !strings.HasSuffix(f.Location.File, "consolidated.00.pth") {
-					t.Errorf("%s: no high %s for the pickle: %+v", tg.Name, scan.RuleFileUnverified, tg.Findings)
+				if f == nil || f.Severity < scan.High || !strings.HasSuffix(f.Location.File, "model.h5") {
+					t.Errorf("%s: no high %s for the Keras file: %+v", tg.Name, scan.RuleFileUnverified, tg.Findings)
 				}
 			}
 			if tg.Name == want[0] {
@@ -198,7 +202,9 @@ func TestDiscoverLinks(t *testing.T) {
 	}
 }
 
-// A folder holding a malicious pytorch_model.bin beside model.safetensors is never clean.
+// A folder holding a malicious pytorch_model.bin beside model.safetensors is never clean:
+// the pickle is read (never run) and its call of posix.system is critical; files kensa
+// cannot verify are high; docs are listed.
 func TestCoverageCodeFiles(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "model.safetensors"), safetensorsBytes(t, 3))
@@ -207,14 +213,25 @@ func TestCoverageCodeFiles(t *testing.T) {
 	write(t, filepath.Join(dir, "generation_config.json"), []byte(`{"do_sample": true}`))
 	write(t, filepath.Join(dir, "logo.png"), []byte("\x89PNG\r\n\x1a\n"))
 	write(t, filepath.Join(dir, "training_args.joblib"), []byte("x"))
+	write(t, filepath.Join(dir, "tf_model.h5"), keras)
 	write(t, filepath.Join(dir, "modeling_x.py"), []byte("import os"))
 	rep := scanAll(t, scan.Options{}, dir)
-	if len(rep.Targets) != 1 {
-		t.Fatalf("%d targets", len(rep.Targets))
+	if len(rep.Targets) != 2 {
+		t.Fatalf("%d targets, want the safetensors and the pickle", len(rep.Targets))
 	}
-	tg := &rep.Targets[0]
-	if tg.Risk.Verdict == scan.VerdictClean {
-		t.Fatalf("verdict clean with a pickle beside the model: %+v", tg.Findings)
+	var tg, pk *scan.Target
+	for i := range rep.Targets {
+		if strings.HasSuffix(rep.Targets[i].Path, ".safetensors") {
+			tg = &rep.Targets[i]
+		} else {
+			pk = &rep.Targets[i]
+		}
+	}
+	if tg == nil || pk == nil {
+		t.Fatalf("targets %+v", rep.Targets)
+	}
+	if f := find(pk, "KS-CODE-EXEC"); f == nil || f.Severity != scan.Critical || pk.Risk.Verdict == scan.VerdictClean {
+		t.Errorf("the pickle's posix.system is not critical: %+v", pk.Findings)
 	}
 	var code []string
 	for _, f := range tg.Findings {
@@ -223,13 +240,13 @@ func TestCoverageCodeFiles(t *testing.T) {
 		}
 	}
 	sort.Strings(code)
-	if !slices.Equal(code, []string{"pytorch_model.bin", "training_args.joblib"}) {
+	if !slices.Equal(code, []string{"tf_model.h5", "training_args.joblib"}) {
 		t.Errorf("code files reported %q", code)
 	}
 	if find(tg, scan.RuleFileRemoteCode) == nil {
 		t.Errorf("python source not reported")
 	}
-	for _, n := range []string{"LICENSE", "logo.png", "pytorch_model.bin", "modeling_x.py"} {
+	for _, n := range []string{"LICENSE", "logo.png", "tf_model.h5", "modeling_x.py"} {
 		if !hasSkipped(tg, n) {
 			t.Errorf("%s not in files_skipped %+v", n, tg.Coverage.FilesSkipped)
 		}
@@ -243,19 +260,17 @@ func TestCoverageCodeFiles(t *testing.T) {
 	if a["probe"] != scan.NotRun("--probe not given") || a["diff"] != scan.NotRun("no --base given") || a["structure"] != scan.AnalysisDone || a["weights"] != scan.AnalysisDone {
 		t.Errorf("analyses %v", a)
 	}
-	// the pickle alone, given by name or as a directory, is a target with the finding
-	for _, p := range []string{filepath.Join(dir, "pytorch_model.bin")} {
-		rep := scanAll(t, scan.Options{}, p)
-		if f := find(&rep.Targets[0], scan.RuleFileUnverified); f == nil || f.Severity < scan.High {
-			t.Errorf("scan %s: %+v", p, rep.Targets[0])
-		}
+	// a file kensa cannot verify, given by name, is a target with the finding
+	rep = scanAll(t, scan.Options{}, filepath.Join(dir, "tf_model.h5"))
+	if f := find(&rep.Targets[0], scan.RuleFileUnverified); f == nil || f.Severity < scan.High {
+		t.Errorf("scan tf_model.h5: %+v", rep.Targets[0])
 	}
 	only := t.TempDir()
-	write(t, filepath.Join(only, "pytorch_model.bin"), evilPickle)
+	write(t, filepath.Join(only, "model.h5"), keras)
 	write(t, filepath.Join(only, "config.json"), []byte(`{}`))
 	rep = scanAll(t, scan.Options{}, only)
 	if f := find(&rep.Targets[0], scan.RuleFileUnverified); f == nil || rep.Targets[0].Risk.Verdict == scan.VerdictClean {
-		t.Errorf("pickle-only directory: %+v", rep.Targets[0])
+		t.Errorf("Keras-only directory: %+v", rep.Targets[0])
 	}
 }
 
@@ -462,16 +477,22 @@ func TestOllamaAdapterAndSpecialFiles(t *testing.T) {
 	}
 }
 
-// A pickle named like a safetensors file is an error (it is no safetensors file) and a
-// high finding (it can run code when loaded).
+// A pickle named like a safetensors file is routed by its bytes: read as a pickle (never
+// run), its call of posix.system critical.
 func TestPickleNamedLikeModel(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "model.safetensors")
 	write(t, p, evilPickle)
 	rep := scanAll(t, scan.Options{}, p)
 	tg := &rep.Targets[0]
-	if f := find(tg, scan.RuleFileUnverified); tg.Error == "" || f == nil || f.Severity < scan.High {
+	if f := find(tg, "KS-CODE-EXEC"); f == nil || f.Severity != scan.Critical || tg.Risk.Verdict != scan.VerdictBackdoored {
 		t.Errorf("error %q findings %+v", tg.Error, tg.Findings)
+	}
+	// an archive named like a model is an error and a high finding
+	write(t, p, []byte("7z\xbc\xaf\x27\x1c\x00\x04 junk"))
+	rep = scanAll(t, scan.Options{}, p)
+	if tg := &rep.Targets[0]; tg.Risk.Verdict == scan.VerdictClean {
+		t.Errorf("7z named like a model: %+v", tg)
 	}
 }
 

@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/kensa-scan/kensa/scan/detect/code"        // what loading a model would import or call (pickles)
 	_ "github.com/kensa-scan/kensa/scan/detect/diff"        // differential analysis against a base model (--base)
 	_ "github.com/kensa-scan/kensa/scan/detect/head"        // classifier-head trojan signature
 	_ "github.com/kensa-scan/kensa/scan/detect/metadata"    // chat templates, metadata strings
