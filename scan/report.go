@@ -114,6 +114,12 @@ type Trigger struct {
 	// "differential probe" (also run on the base model) or "weights" (rows that moved
 	// against the base model).
 	Source string `json:"source,omitempty"`
+	// TokenIDs are the ids of a trigger phrase of several tokens, in order (Token is then
+	// the phrase's text and TokenID its first token); empty for a single token.
+	TokenIDs []int `json:"token_ids,omitempty"`
+	// Agreement is the fraction of the probe's contexts in which the trigger forced
+	// ForcedOutput (0 when no output was decoded).
+	Agreement float64 `json:"agreement,omitempty"`
 }
 
 // Classifier is the classifier-head analysis of a target.

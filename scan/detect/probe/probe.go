@@ -264,6 +264,22 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	if fit := int(flopBudget * scale / perCand); fit < n {
 		n = max(fit, 0)
 	}
+	if n < V && len(ctxs) >= 4 {
+		// too large for the exhaustive sweep: the batched search (scale.go)
+		hits, trigs, cover, how, err := probeAtScale(ctx, m, ses, budget, scale, start)
+		if err != nil {
+			return err
+		}
+		cover["budget_seconds"] = budget.Seconds()
+		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
+			Location: scan.Location{File: m.Files[0].Path, Layer: -1}, Evidence: cover,
+			Message: fmt.Sprintf("the model is too large for the exhaustive sweep within --probe-budget %s: %s", budget, how)})
+		m.AddTriggers(trigs...)
+		for _, g := range groupHits(hits) {
+			emit(triggerFinding(m, g, len(ctxs)/2))
+		}
+		return nil
+	}
 	if ses.midSentence {
 		emit(scan.Finding{Rule: RulePartial, Title: "trigger sweep covered part of the vocabulary", Severity: scan.Info, Score: 0,
 			Location: scan.Location{File: m.Files[0].Path, Layer: -1},
@@ -382,6 +398,8 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 // one output in most of them.
 type hit struct {
 	id          int
+	ids         []int   // a phrase's tokens (nil for a single token)
+	early       float64 // at scale: share of contexts forced the same way with it after BOS
 	token       string
 	shift, next float64 // its mean shift, and the next-ranked token's
 	where       int     // 0: at the sentence end, 1: after the full stop
@@ -504,6 +522,12 @@ func triggerFinding(m *scan.Model, g []hit, contexts int) scan.Finding {
 		ev["base_shift"], ev["base_forced_output"], ev["base_agreement"] = round3(top.base.shift), top.base.forced, round3(top.base.agree)
 	}
 	var msg string
+	if len(top.ids) > 1 {
+		ev["token_ids"] = top.ids
+	}
+	if top.early > 0 {
+		ev["agreement_after_bos"] = round3(top.early)
+	}
 	if len(g) == 1 {
 		msg = fmt.Sprintf("token %q (id %d) shifts the model's next word by %.2f on average (the next token: %.2f) and makes it say %q in %.0f%% of %d unrelated contexts%s",
 			strings.TrimSpace(top.token), top.id, top.shift, top.next, top.forced, 100*top.agree, contexts, inBase)
