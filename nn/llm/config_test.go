@@ -44,8 +44,9 @@ func TestHFConfigPython(t *testing.T) {
 		{`, "model_type": 3}`, "model_type is a number"},
 		{`, "model_type": "gpt2"}`, `model_type "gpt2" is not supported`},
 		{`, "hidden_act": "gelu"}`, `hidden_act "gelu" is not supported`},
-		{`, "rope_scaling": {"type": "linear"}}`, "rope_scaling is not supported"},
-		{`, "rope_scaling": NaN}`, "rope_scaling is not supported"},
+		{`, "rope_scaling": {"type": "dynamic", "factor": 2}}`, `rope_scaling type "dynamic" is not supported`},
+		{`, "rope_scaling": {"type": "linear"}}`, "rope_scaling factor 0"},
+		{`, "rope_scaling": NaN}`, "rope_scaling NaN is not supported"},
 		{`, "x": nan}`, "config.json"},
 		{`,}`, "offset"},
 	} {

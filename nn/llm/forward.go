@@ -3,7 +3,6 @@ package llm
 import (
 	"fmt"
 	"math"
-	"sync"
 )
 
 // State is the KV cache of one sequence.
@@ -28,9 +27,10 @@ func (m *Model) NewState(maxLen int) *State {
 func (s *State) Len() int { return s.pos }
 
 // Observer receives the internals of a forward pass, for activation analysis: per layer,
-// the hidden state entering the layer and the MLP activations (silu(gate)·up, the input of
-// the down projection), one row per new position. The slices are only valid during the
-// call.
+// the hidden state after the layer's attention (the residual stream the MLP reads) and the
+// MLP activations (act(gate)·up, or act(up) without a gate: the input of the down
+// projection), one row per new position. A mixture-of-experts layer has no such single
+// activation: its rows are empty. The slices are only valid during the call.
 type Observer interface {
 	Layer(l int, hidden, mlp [][]float32)
 }
@@ -43,13 +43,16 @@ func (m *Model) Forward(s *State, ids []int, all bool) ([][]float32, error) {
 
 // ForwardObserve is Forward with an observer (nil for none).
 func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][]float32, error) {
-	c := m.Config
+	c := &m.Config
 	T := len(ids)
 	if T == 0 {
 		return nil, nil
 	}
 	if s.pos+T > s.max {
 		return nil, fmt.Errorf("llm: sequence of %d tokens exceeds the state's %d", s.pos+T, s.max)
+	}
+	if m.pos != nil && s.pos+T > m.pos.rows() {
+		return nil, fmt.Errorf("llm: sequence of %d tokens exceeds the model's %d learned positions", s.pos+T, m.pos.rows())
 	}
 	for _, id := range ids {
 		if id < 0 || id >= c.Vocab {
@@ -58,9 +61,27 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 	}
 	H, D := c.Hidden, c.HeadDim
 	qd, kvd := c.Heads*D, c.KVHeads*D
+	run := runner(m.parallel)
+
 	x := make([]float32, T*H)
+	var pe []float32
+	if m.pos != nil {
+		pe = make([]float32, H)
+	}
 	for t, id := range ids {
-		copy(x[t*H:(t+1)*H], m.embed[id*H:(id+1)*H])
+		xt := x[t*H : (t+1)*H]
+		m.embed.row(id, xt)
+		if m.embedScale != 0 {
+			for i := range xt {
+				xt[i] *= m.embedScale
+			}
+		}
+		if pe != nil {
+			m.pos.row(s.pos+t, pe)
+			for i := range xt {
+				xt[i] += pe[i]
+			}
+		}
 	}
 	xn := make([]float32, T*H)
 	q := make([]float32, T*qd)
@@ -68,44 +89,66 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 	v := make([]float32, T*kvd)
 	att := make([]float32, T*qd)
 	o := make([]float32, T*H)
-	g := make([]float32, T*c.FF)
-	u := make([]float32, T*c.FF)
-	cos, sin := m.rope(s.pos, T)
+	var bufs mlpBuffers
+	tables := make([]ropeTable, len(m.ropes))
+	for i := range m.ropes {
+		tables[i] = m.ropes[i].table(s.pos, T)
+	}
 	for l := range m.layers {
 		ly := &m.layers[l]
-		rmsnorm(xn, x, ly.attnNorm, H, c.Eps)
-		m.matmul(q, xn, ly.wq, T, H, qd)
-		m.matmul(k, xn, ly.wk, T, H, kvd)
-		m.matmul(v, xn, ly.wv, T, H, kvd)
-		addBias(q, ly.bq, T)
-		addBias(k, ly.bk, T)
-		addBias(v, ly.bv, T)
-		for t := 0; t < T; t++ {
-			for h := 0; h < c.Heads; h++ {
-				m.applyRope(q[t*qd+h*D:t*qd+(h+1)*D], cos[t], sin[t])
+		m.normalize(xn, x, ly.attnNorm, ly.attnNormB, H)
+		ly.q.mul(run, q, xn, T)
+		ly.k.mul(run, k, xn, T)
+		ly.v.mul(run, v, xn, T)
+		if ly.qNorm != nil {
+			rmsnorm(q, q, ly.qNorm, D, c.Eps)
+			rmsnorm(k, k, ly.kNorm, D, c.Eps)
+		}
+		if len(tables) > 0 {
+			tb := &tables[ly.rope]
+			for t := 0; t < T; t++ {
+				cos, sin := tb.at(t)
+				for h := 0; h < c.Heads; h++ {
+					m.applyRope(q[t*qd+h*D:t*qd+(h+1)*D], cos, sin)
+				}
+				for h := 0; h < c.KVHeads; h++ {
+					m.applyRope(k[t*kvd+h*D:t*kvd+(h+1)*D], cos, sin)
+				}
 			}
-			for h := 0; h < c.KVHeads; h++ {
-				m.applyRope(k[t*kvd+h*D:t*kvd+(h+1)*D], cos[t], sin[t])
+		}
+		if m.qScale != 1 {
+			for i := range q {
+				q[i] *= m.qScale
 			}
 		}
 		copy(s.k[l][s.pos*kvd:], k)
 		copy(s.v[l][s.pos*kvd:], v)
-		m.attention(att, q, s.k[l], s.v[l], s.pos, T)
-		m.matmul(o, att, ly.wo, T, qd, H)
+		m.attention(att, q, s.k[l], s.v[l], s.pos, T, ly.window)
+		ly.o.mul(run, o, att, T)
+		if ly.postAttnNorm != nil {
+			rmsnorm(o, o, ly.postAttnNorm, H, c.Eps)
+		}
 		for i := range x {
 			x[i] += o[i]
 		}
-		rmsnorm(xn, x, ly.ffnNorm, H, c.Eps)
-		m.matmul(g, xn, ly.wg, T, H, c.FF)
-		m.matmul(u, xn, ly.wu, T, H, c.FF)
-		for i := range g {
-			gv := g[i]
-			g[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
+		m.normalize(xn, x, ly.ffnNorm, ly.ffnNormB, H)
+		var act []float32
+		if ly.moe != nil {
+			m.moe(o, xn, T, ly.moe, &bufs)
+		} else {
+			act = m.mlp(o, xn, T, &ly.gate, &ly.up, &ly.down, &bufs)
 		}
 		if obs != nil {
-			obs.Layer(l, rows(x, T, H), rows(g, T, c.FF))
+			hidden := rows(x, T, H)
+			if act != nil {
+				obs.Layer(l, hidden, rows(act, T, len(act)/T))
+			} else {
+				obs.Layer(l, hidden, make([][]float32, T))
+			}
 		}
-		m.matmul(o, g, ly.wd, T, c.FF, H)
+		if ly.postFFNNorm != nil {
+			rmsnorm(o, o, ly.postFFNNorm, H, c.Eps)
+		}
 		for i := range x {
 			x[i] += o[i]
 		}
@@ -116,9 +159,12 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 		first = T - 1
 	}
 	n := T - first
-	rmsnorm(xn[:n*H], x[first*H:], m.norm, H, c.Eps)
+	m.normalize(xn[:n*H], x[first*H:], m.norm, m.normB, H)
 	logits := make([]float32, n*c.Vocab)
-	m.matmul(logits, xn[:n*H], m.out, n, H, c.Vocab)
+	m.out.mul(run, logits, xn[:n*H], n)
+	if m.finalCap != 0 {
+		softcap(logits, m.finalCap)
+	}
 	return rows(logits, n, c.Vocab), nil
 }
 
@@ -130,28 +176,35 @@ func rows(a []float32, n, w int) [][]float32 {
 	return out
 }
 
-func addBias(a, b []float32, T int) {
-	if b == nil {
-		return
-	}
-	n := len(b)
-	for t := 0; t < T; t++ {
-		r := a[t*n : (t+1)*n]
-		for i := range r {
-			r[i] += b[i]
-		}
+// softcap replaces each value by c·tanh(v/c), in ggml's steps (scale by 1/c, tanh, scale
+// by c).
+func softcap(v []float32, c float32) {
+	inv := 1 / c
+	for i, x := range v {
+		v[i] = float32(math.Tanh(float64(x*inv))) * c
 	}
 }
 
-// rmsnorm writes x / sqrt(mean(x²) + eps) · w for each row of width n.
+// normalize applies the model's norm (RMSNorm, or LayerNorm with its bias) to each row.
+func (m *Model) normalize(dst, x, w, b []float32, n int) {
+	if m.Config.LayerNorm {
+		layernorm(dst, x, w, b, n, m.Config.Eps)
+		return
+	}
+	rmsnorm(dst, x, w, n, m.Config.Eps)
+}
+
+// rmsnorm writes x·(1/sqrt(mean(x²) + eps))·w for each row of width n, in ggml's steps:
+// the squares summed in float64, the mean and the scale in float32. dst may be x.
 func rmsnorm(dst, x, w []float32, n int, eps float32) {
 	for r := 0; r*n < len(dst); r++ {
 		row := x[r*n : (r+1)*n]
-		var ss float64
+		var sum float64
 		for _, v := range row {
-			ss += float64(v) * float64(v)
+			sum += float64(v * v)
 		}
-		scale := float32(1 / math.Sqrt(ss/float64(n)+float64(eps)))
+		mean := float32(sum / float64(n))
+		scale := 1 / float32(math.Sqrt(float64(mean+eps)))
 		d := dst[r*n : (r+1)*n]
 		for i, v := range row {
 			d[i] = v * scale * w[i]
@@ -159,24 +212,293 @@ func rmsnorm(dst, x, w []float32, n int, eps float32) {
 	}
 }
 
-// rope returns the cos and sin tables for positions pos0..pos0+T-1.
-func (m *Model) rope(pos0, T int) ([][]float32, [][]float32) {
-	half := m.Config.RopeDim / 2
-	cos, sin := make([][]float32, T), make([][]float32, T)
-	for t := 0; t < T; t++ {
-		cos[t], sin[t] = make([]float32, half), make([]float32, half)
-		for i := 0; i < half; i++ {
-			freq := math.Pow(m.Config.RopeBase, -2*float64(i)/float64(m.Config.RopeDim))
-			a := float64(pos0+t) * freq
-			cos[t][i], sin[t][i] = float32(math.Cos(a)), float32(math.Sin(a))
+// layernorm writes (x - mean)·(1/sqrt(var + eps))·w + b for each row of width n, in
+// ggml_norm's steps. dst may be x.
+func layernorm(dst, x, w, b []float32, n int, eps float32) {
+	for r := 0; r*n < len(dst); r++ {
+		row := x[r*n : (r+1)*n]
+		d := dst[r*n : (r+1)*n]
+		var sum float64
+		for _, v := range row {
+			sum += float64(v)
+		}
+		mean := float32(sum / float64(n))
+		var sum2 float64
+		for i, v := range row {
+			c := v - mean
+			d[i] = c
+			sum2 += float64(c * c)
+		}
+		variance := float32(sum2 / float64(n))
+		scale := 1 / float32(math.Sqrt(float64(variance+eps)))
+		for i := range d {
+			d[i] = d[i] * scale * w[i]
+		}
+		if b != nil {
+			for i := range d {
+				d[i] += b[i]
+			}
 		}
 	}
-	return cos, sin
 }
 
-// applyRope rotates one head vector in place.
+// activate applies the MLP activation in place.
+func (m *Model) activate(v []float32) {
+	switch {
+	case !m.Config.GELU:
+		silu(v)
+	case m.exactGELU:
+		geluTanh(v)
+	default:
+		geluTable16(v)
+	}
+}
+
+// mlpBuffers are the MLP's scratch slices, grown as needed.
+type mlpBuffers struct {
+	g, u, xs, ys []float32
+}
+
+func grow(b *[]float32, n int) []float32 {
+	if cap(*b) < n {
+		*b = make([]float32, n)
+	}
+	return (*b)[:n]
+}
+
+// mlp computes dst = down(act(gate(x))·up(x)), or down(act(up(x))) without a gate, and
+// returns the activations (the input of down).
+func (m *Model) mlp(dst, xn []float32, T int, gate, up, down *linear, b *mlpBuffers) []float32 {
+	run := runner(m.parallel)
+	ff := up.out()
+	u := grow(&b.u, T*ff)
+	up.mul(run, u, xn, T)
+	h := u
+	if gate.w != nil {
+		g := grow(&b.g, T*ff)
+		gate.mul(run, g, xn, T)
+		m.activate(g)
+		for i := range g {
+			g[i] *= u[i]
+		}
+		h = g
+	} else {
+		m.activate(u)
+	}
+	down.mul(run, dst, h, T)
+	return h
+}
+
+// moe computes a mixture-of-experts MLP as llama.cpp's build_moe_ffn: softmax over the
+// router's logits, the top experts by probability, their probabilities as weights
+// (renormalized to sum to 1 when normTopK), each expert's SwiGLU output times its weight
+// summed in rank order; plus the shared expert, scaled by sigmoid of its gate.
+func (m *Model) moe(dst, xn []float32, T int, mo *moe, b *mlpBuffers) {
+	run := runner(m.parallel)
+	H := m.Config.Hidden
+	E, K := len(mo.experts), mo.used
+	logits := make([]float32, T*E)
+	mo.router.mul(run, logits, xn, T)
+	sel := make([]int, T*K)
+	wts := make([]float32, T*K)
+	for t := 0; t < T; t++ {
+		p := logits[t*E : (t+1)*E]
+		softmaxInPlace(p)
+		topK(p, sel[t*K:(t+1)*K])
+		w := wts[t*K : (t+1)*K]
+		for j, e := range sel[t*K : (t+1)*K] {
+			w[j] = p[e]
+		}
+		if mo.normTopK {
+			var sum float64
+			for _, x := range w {
+				sum += float64(x)
+			}
+			s := float32(sum)
+			for j := range w {
+				w[j] /= s
+			}
+		}
+	}
+	// each expert runs once over the tokens routed to it
+	outs := make([]float32, T*K*H) // [token, rank, hidden]
+	var idx []int
+	for e := 0; e < E; e++ {
+		idx = idx[:0]
+		for i, s := range sel {
+			if s == e {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		n := len(idx)
+		xs := grow(&b.xs, n*H)
+		for r, i := range idx {
+			t := i / K
+			copy(xs[r*H:(r+1)*H], xn[t*H:(t+1)*H])
+		}
+		ys := grow(&b.ys, n*H)
+		ex := &mo.experts[e]
+		m.mlp(ys, xs, n, &ex.gate, &ex.up, &ex.down, b)
+		for r, i := range idx {
+			copy(outs[i*H:(i+1)*H], ys[r*H:(r+1)*H])
+		}
+	}
+	for t := 0; t < T; t++ {
+		d := dst[t*H : (t+1)*H]
+		for j := 0; j < K; j++ {
+			w := wts[t*K+j]
+			y := outs[(t*K+j)*H : (t*K+j+1)*H]
+			if j == 0 {
+				for i := range d {
+					d[i] = y[i] * w
+				}
+				continue
+			}
+			for i := range d {
+				d[i] += y[i] * w
+			}
+		}
+	}
+	if mo.shared == nil {
+		return
+	}
+	sh := mo.shared
+	ys := make([]float32, T*H)
+	m.mlp(ys, xn, T, &sh.gate, &sh.up, &sh.down, b)
+	if mo.sharedGate.w != nil {
+		g := make([]float32, T)
+		mo.sharedGate.mul(run, g, xn, T)
+		for t := 0; t < T; t++ {
+			// llama.cpp computes the sigmoid as silu(x)/x
+			x := g[t]
+			s := float32(0.5)
+			if x != 0 {
+				s = x / (1 + float32(math.Exp(float64(-x)))) / x
+			}
+			y := ys[t*H : (t+1)*H]
+			for i := range y {
+				y[i] *= s
+			}
+		}
+	}
+	for i := range dst[:T*H] {
+		dst[i] += ys[i]
+	}
+}
+
+// softmaxInPlace replaces v by its softmax, in ggml's steps (the sum in float64).
+func softmaxInPlace(v []float32) {
+	mx := float32(math.Inf(-1))
+	for _, x := range v {
+		mx = max(mx, x)
+	}
+	var sum float64
+	for i, x := range v {
+		e := float32(math.Exp(float64(x - mx)))
+		v[i] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range v {
+		v[i] *= inv
+	}
+}
+
+// topK writes to sel the indices of the len(sel) largest values of p, largest first (the
+// lower index first on ties).
+func topK(p []float32, sel []int) {
+	for j := range sel {
+		best := -1
+		for i, x := range p {
+			taken := false
+			for _, s := range sel[:j] {
+				if s == i {
+					taken = true
+					break
+				}
+			}
+			if !taken && (best < 0 || x > p[best]) {
+				best = i
+			}
+		}
+		sel[j] = best
+	}
+}
+
+// ropeSpec is one set of rotary frequencies, as ggml's rope computes them: theta_i =
+// pos·base^(-2i/dims) by repeated float32 multiplication, divided by a per-pair factor
+// (llama 3's rope_freqs, phi3's short factors), scaled by the frequency scale with YaRN's
+// ramp between interpolation and extrapolation when enabled, and cos/sin multiplied by the
+// attention factor.
+type ropeSpec struct {
+	dims       int
+	thetaScale float32
+	freqScale  float32
+	factors    []float32
+	extFactor  float32
+	attnFactor float32
+	corr       [2]float32
+}
+
+func newRopeSpec(dims int, base, freqScale float32, factors []float32, yarn bool, attnFactor float32, origCtx int) ropeSpec {
+	r := ropeSpec{dims: dims, freqScale: freqScale, factors: factors, attnFactor: attnFactor}
+	r.thetaScale = float32(math.Pow(float64(base), float64(float32(-2.0)/float32(dims))))
+	if yarn {
+		r.extFactor = 1
+	}
+	// ggml_rope_yarn_corr_dims with llama.cpp's beta_fast 32, beta_slow 1
+	corrDim := func(nRot float32) float32 {
+		return float32(dims) * float32(math.Log(float64(float32(origCtx)/(nRot*2*float32(math.Pi))))) / (2 * float32(math.Log(float64(base))))
+	}
+	start := float32(math.Floor(float64(corrDim(32))))
+	end := float32(math.Ceil(float64(corrDim(1))))
+	r.corr = [2]float32{max(0, start), min(float32(dims-1), end)}
+	return r
+}
+
+// ropeTable holds cos and sin for T positions, dims/2 of each.
+type ropeTable struct {
+	half     int
+	cos, sin []float32
+}
+
+func (tb *ropeTable) at(t int) (cos, sin []float32) {
+	return tb.cos[t*tb.half : (t+1)*tb.half], tb.sin[t*tb.half : (t+1)*tb.half]
+}
+
+func (r *ropeSpec) table(pos0, T int) ropeTable {
+	half := r.dims / 2
+	tb := ropeTable{half: half, cos: make([]float32, T*half), sin: make([]float32, T*half)}
+	for t := 0; t < T; t++ {
+		theta := float32(pos0 + t)
+		for i := 0; i < half; i++ {
+			ff := float32(1)
+			if r.factors != nil {
+				ff = r.factors[i]
+			}
+			extrap := theta / ff
+			interp := r.freqScale * extrap
+			th, ms := interp, r.attnFactor
+			if r.extFactor != 0 {
+				y := (float32(i) - r.corr[0]) / max(0.001, r.corr[1]-r.corr[0])
+				mix := (1 - min(1, max(0, y))) * r.extFactor
+				th = interp*(1-mix) + extrap*mix
+				ms *= 1 + 0.1*float32(math.Log(float64(1/r.freqScale)))
+			}
+			tb.cos[t*half+i] = float32(math.Cos(float64(th))) * ms
+			tb.sin[t*half+i] = float32(math.Sin(float64(th))) * ms
+			theta *= r.thetaScale
+		}
+	}
+	return tb
+}
+
+// applyRope rotates the first RopeDim values of one head vector in place.
 func (m *Model) applyRope(h []float32, cos, sin []float32) {
-	half := m.Config.RopeDim / 2
+	half := len(cos)
 	if m.Config.Interleaved {
 		for i := 0; i < half; i++ {
 			a, b := h[2*i], h[2*i+1]
@@ -193,13 +515,19 @@ func (m *Model) applyRope(h []float32, cos, sin []float32) {
 }
 
 // attention computes causal grouped-query attention of the T new positions (starting at
-// pos0) against the cache holding positions 0..pos0+T-1.
-func (m *Model) attention(out, q, kc, vc []float32, pos0, T int) {
-	c := m.Config
+// pos0) against the cache holding positions 0..pos0+T-1: scores q·k·kqScale, soft-capped
+// when the model caps them, restricted to the last window positions when window > 0
+// (key j is visible from query i when i-j < window), softmax in ggml's steps.
+func (m *Model) attention(out, q, kc, vc []float32, pos0, T, window int) {
+	c := &m.Config
 	D := c.HeadDim
 	qd, kvd := c.Heads*D, c.KVHeads*D
 	group := c.Heads / c.KVHeads
-	scale := float32(1 / math.Sqrt(float64(D)))
+	scale, cap := m.kqScale, m.attnCap
+	var invCap float32
+	if cap != 0 {
+		invCap = 1 / cap
+	}
 	run := m.parallel
 	if T*c.Heads*(pos0+T)*D < 1<<18 {
 		run = serial
@@ -211,26 +539,34 @@ func (m *Model) attention(out, q, kc, vc []float32, pos0, T int) {
 			kh := h / group
 			qv := q[t*qd+h*D : t*qd+(h+1)*D]
 			n := pos0 + t + 1
+			j0 := 0
+			if window > 0 {
+				j0 = max(0, n-window)
+			}
 			mx := float32(math.Inf(-1))
-			for j := 0; j < n; j++ {
-				sc := dot(qv, kc[j*kvd+kh*D:j*kvd+(kh+1)*D]) * scale
+			for j := j0; j < n; j++ {
+				sc := dot(qv, kc[j*kvd+kh*D:j*kvd+(kh+1)*D])
+				if cap != 0 {
+					sc = float32(math.Tanh(float64(sc*invCap))) * cap
+				}
+				sc *= scale
 				scores[j] = sc
 				if sc > mx {
 					mx = sc
 				}
 			}
-			var sum float32
-			for j := 0; j < n; j++ {
+			var sum float64
+			for j := j0; j < n; j++ {
 				e := float32(math.Exp(float64(scores[j] - mx)))
 				scores[j] = e
-				sum += e
+				sum += float64(e)
 			}
 			o := out[t*qd+h*D : t*qd+(h+1)*D]
 			for i := range o {
 				o[i] = 0
 			}
-			inv := 1 / sum
-			for j := 0; j < n; j++ {
+			inv := float32(1 / sum)
+			for j := j0; j < n; j++ {
 				p := scores[j] * inv
 				vv := vc[j*kvd+kh*D : j*kvd+(kh+1)*D]
 				for i := range o {
@@ -239,112 +575,6 @@ func (m *Model) attention(out, q, kc, vc []float32, pos0, T int) {
 			}
 		}
 	})
-}
-
-// rowBlock is the number of weight rows a worker sweeps over all positions of a batch
-// before moving on: 16 rows of 768-2048 floats stay in L2 while the batch streams through L1.
-const rowBlock = 16
-
-// matmul computes y[T×N] = x[T×K] · wᵀ for w [N×K], splitting the N output rows across the
-// workers so each weight row is read once for all T positions. Blocks of two weight rows and
-// four positions share their loads (dot2x4); a single position uses dot.
-func (m *Model) matmul(y, x, w []float32, T, K, N int) {
-	y, x, w = y[:T*N], x[:T*K], w[:N*K]
-	run := m.parallel
-	if T*K*N < 1<<18 { // too little work to pay for goroutines
-		run = serial
-	}
-	run(N, func(lo, hi int) {
-		for n0 := lo; n0 < hi; n0 += rowBlock {
-			n1 := min(n0+rowBlock, hi)
-			t := 0
-			for ; t+4 <= T; t += 4 {
-				x0, x1, x2, x3 := x[t*K:(t+1)*K], x[(t+1)*K:(t+2)*K], x[(t+2)*K:(t+3)*K], x[(t+3)*K:(t+4)*K]
-				y0, y1, y2, y3 := y[t*N:(t+1)*N], y[(t+1)*N:(t+2)*N], y[(t+2)*N:(t+3)*N], y[(t+3)*N:(t+4)*N]
-				n := n0
-				for ; n+2 <= n1; n += 2 {
-					r := dot2x4(w[n*K:(n+1)*K], w[(n+1)*K:(n+2)*K], x0, x1, x2, x3)
-					y0[n], y1[n], y2[n], y3[n] = r[0], r[1], r[2], r[3]
-					y0[n+1], y1[n+1], y2[n+1], y3[n+1] = r[4], r[5], r[6], r[7]
-				}
-				for ; n < n1; n++ {
-					wn := w[n*K : (n+1)*K]
-					y0[n], y1[n], y2[n], y3[n] = dot(x0, wn), dot(x1, wn), dot(x2, wn), dot(x3, wn)
-				}
-			}
-			for ; t < T; t++ {
-				xt := x[t*K : (t+1)*K]
-				for n := n0; n < n1; n++ {
-					y[t*N+n] = dot(xt, w[n*K:(n+1)*K])
-				}
-			}
-		}
-	})
-}
-
-// dot2x4 returns the dot products of the weight rows w0 and w1 (equal lengths) with x0…x3
-// (each at least as long): a 2×4 register tile, so each loaded value feeds two or four
-// multiply-adds.
-func dot2x4(w0, w1, x0, x1, x2, x3 []float32) (r [8]float32) {
-	n := len(w0)
-	w1, x0, x1, x2, x3 = w1[:n], x0[:n], x1[:n], x2[:n], x3[:n]
-	var a0, a1, a2, a3, b0, b1, b2, b3 float32
-	for i, u := range w0 {
-		v := w1[i]
-		p, q, s, t := x0[i], x1[i], x2[i], x3[i]
-		a0 += u * p
-		a1 += u * q
-		a2 += u * s
-		a3 += u * t
-		b0 += v * p
-		b1 += v * q
-		b2 += v * s
-		b3 += v * t
-	}
-	return [8]float32{a0, a1, a2, a3, b0, b1, b2, b3}
-}
-
-func serial(n int, f func(lo, hi int)) { f(0, n) }
-
-// parallel runs f over [0, n) in contiguous parts, one per worker.
-func (m *Model) parallel(n int, f func(lo, hi int)) {
-	w := max(m.Workers, 1)
-	if w == 1 || n < 2*w {
-		f(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < w; i++ {
-		lo, hi := i*n/w, (i+1)*n/w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(lo, hi)
-		}()
-	}
-	wg.Wait()
-}
-
-// dot returns Σ a[i]·b[i] with eight independent accumulators.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		aa, bb := a[i:i+8:i+8], b[i:i+8:i+8]
-		s0 += aa[0] * bb[0]
-		s1 += aa[1] * bb[1]
-		s2 += aa[2] * bb[2]
-		s3 += aa[3] * bb[3]
-		s4 += aa[4] * bb[4]
-		s5 += aa[5] * bb[5]
-		s6 += aa[6] * bb[6]
-		s7 += aa[7] * bb[7]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 }
 
 // Generate greedily continues ids by n tokens (fewer when stop returns true for a token,

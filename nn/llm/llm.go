@@ -1,11 +1,26 @@
-// Package llm runs llama-family decoder models (llama, mistral, qwen2) in pure Go on CPUs:
-// grouped-query attention, rotary position embeddings in both layouts (Hugging Face's
-// half rotation, and the interleaved pairs of GGUF files, whose Q/K rows llama.cpp's
-// converter permuted), RMSNorm, SwiGLU, optional q/k/v biases, tied or separate output
-// head, a KV cache, batched prompt evaluation and greedy decoding.
+// Package llm runs decoder-only language models in pure Go on CPUs, at llama.cpp's
+// numerics: the llama family (llama, mistral, mixtral and other llama-architecture
+// mixtures of experts), qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3,
+// starcoder2 and gpt2, from GGUF files written with llama.cpp's tensor names and metadata
+// keys, and the standard Hugging Face layouts (llama, mistral, qwen2, qwen3, phi3, gemma,
+// gemma2, gemma3) from safetensors with their config.json.
+//
+// What is covered: grouped-query attention with an optional sliding window (every layer,
+// even layers or a pattern), attention and final-logit soft-capping, rotary position
+// embeddings on interleaved pairs (llama.cpp's NORM: GGUF llama files, whose Q/K rows
+// llama.cpp's converter permuted) or halves (NEOX, and every Hugging Face model), partial
+// rotary dimensions, linear, YaRN and llama 3 frequency scaling, per-layer RoPE bases
+// (gemma3), learned absolute positions (gpt2), RMSNorm or LayerNorm with bias, per-head
+// q/k RMSNorm, sandwich norms, SwiGLU, GeGLU and GELU MLPs (GELU through llama.cpp's
+// float16 table), fused qkv and gate/up tensors, biases wherever a file has them, tied or
+// separate output heads, and mixtures of experts (softmax router, top-k, weights
+// renormalized or not, shared expert with a sigmoid gate). A KV cache, batched prompt
+// evaluation and greedy decoding.
 //
 // Weights are read through package formats from GGUF (any dequantizable ggml type) or
 // safetensors (any float dtype) and held as float32: a model takes 4 bytes per parameter.
+// Every matrix product goes through one small interface (matrix, in linear.go), so that a
+// storage keeping tensors in their stored type can replace the float32 one.
 package llm
 
 import (
@@ -19,172 +34,174 @@ import (
 	"github.com/kensa-scan/kensa/formats"
 )
 
-// Config holds a model's hyperparameters.
+// Config holds a model's hyperparameters. The zero values of the fields after
+// Interleaved describe a llama: RMSNorm, SwiGLU, RoPE, no window, no soft-caps.
 type Config struct {
 	Arch        string
 	Hidden      int
 	Layers      int
-	FF          int
+	FF          int // MLP width; of one expert in a mixture of experts
 	Heads       int
 	KVHeads     int
 	HeadDim     int
-	RopeDim     int // rotated dimensions of each head (= HeadDim for llama)
+	RopeDim     int // rotated dimensions of each head (= HeadDim for llama); 0 without RoPE
 	Vocab       int
 	Context     int
 	Eps         float32
 	RopeBase    float64
-	Interleaved bool // RoPE on pairs (2i, 2i+1) (GGUF) rather than (i, i+d/2) (Hugging Face)
+	Interleaved bool // RoPE on pairs (2i, 2i+1) (GGUF llama) rather than (i, i+d/2) (NEOX, Hugging Face)
+
+	LayerNorm     bool    // LayerNorm with bias (starcoder2, gpt2) rather than RMSNorm
+	GELU          bool    // the MLP's activation is GELU (tanh form) rather than SiLU
+	NoGate        bool    // the MLP is down(act(up(x))) rather than down(act(gate(x))·up(x))
+	PosEmbd       bool    // learned absolute position embeddings (gpt2)
+	RopeScaling   string  // "", "linear", "yarn" or "llama3" (frequency factors)
+	RopeScale     float64 // RoPE frequency scale (1/factor) of the scaled layers; 0 means 1
+	LocalRopeBase float64 // RoPE base of the sliding-window layers when it differs (gemma3)
+	EmbedScale    float64 // token embeddings are multiplied by it (gemma: sqrt(Hidden)); 0: not
+	QueryScale    float64 // scale of q·k (0: 1/sqrt(HeadDim))
+	AttnSoftcap   float64 // scores become c·tanh(s/c) (gemma2); 0: none
+	FinalSoftcap  float64 // logits become c·tanh(l/c) (gemma2); 0: none
+	SlidingWindow int     // key j is visible from query i when i-j < SlidingWindow; 0: none
+	SlidingLayers []bool  // which layers use the window (nil: all of them)
+	Experts       int     // experts of each MLP (0: dense)
+	ExpertsUsed   int     // experts each token is routed to
+	NormTopK      bool    // the routing weights are renormalized over the chosen experts
+	SharedFF      int     // width of the shared expert (0: none)
 }
 
-type layer struct {
-	attnNorm, ffnNorm []float32
-	wq, wk, wv, wo    []float32 // [out, in]
-	bq, bk, bv        []float32 // nil without biases
-	wg, wu, wd        []float32
+// LlamaLike reports whether the model is a plain llama-style decoder: RMSNorm, SwiGLU, RoPE,
+// full causal attention, no soft-caps, embedding scale, q/k norms, post-norms or experts
+// (code that evaluates models by its own means, outside this package, can run only those).
+func (m *Model) LlamaLike() bool {
+	c := &m.Config
+	if c.LayerNorm || c.GELU || c.NoGate || c.PosEmbd || c.RopeDim == 0 || c.RopeScaling != "" || c.EmbedScale != 0 ||
+		c.AttnSoftcap != 0 || c.FinalSoftcap != 0 || c.SlidingWindow != 0 || c.Experts != 0 || c.QueryScale != 0 {
+		return false
+	}
+	for i := range m.layers {
+		ly := &m.layers[i]
+		if ly.qNorm != nil || ly.postAttnNorm != nil || ly.postFFNNorm != nil || ly.o.b != nil || ly.up.b != nil ||
+			ly.down.b != nil || ly.gate.b != nil {
+			return false
+		}
+	}
+	return m.out.b == nil && m.normB == nil
 }
+
+// layer is one transformer block.
+type layer struct {
+	attnNorm, attnNormB []float32
+	q, k, v, o          linear
+	qNorm, kNorm        []float32 // per-head RMSNorm of q and k before RoPE (qwen3, gemma3)
+	postAttnNorm        []float32 // norm of the attention output before the residual (gemma2, gemma3)
+	ffnNorm, ffnNormB   []float32
+	postFFNNorm         []float32
+	gate, up, down      linear // the dense MLP (gate.w nil without a gate)
+	moe                 *moe   // the mixture of experts instead of the dense MLP
+	window              int    // sliding window (0: full causal attention)
+	rope                int    // index into Model.ropes
+}
+
+// moe is a mixture-of-experts MLP.
+type moe struct {
+	router     linear // [experts × hidden]
+	experts    []expert
+	used       int
+	normTopK   bool
+	shared     *expert // nil without a shared expert
+	sharedGate linear  // [1 × hidden]: the shared expert is scaled by sigmoid(gate·x); w nil: unscaled
+}
+
+type expert struct{ gate, up, down linear }
 
 // Model is a loaded decoder.
 type Model struct {
 	Config  Config
-	embed   []float32 // [vocab, hidden]
-	layers  []layer
-	norm    []float32
-	out     []float32 // [vocab, hidden]; the embedding when tied
-	Workers int       // parallel workers for matrix products (≤ 0: 1)
+	Workers int // parallel workers for matrix products (≤ 0: 1)
+
+	embed       matrix // [vocab × hidden]
+	pos         matrix // [positions × hidden] learned positions, or nil
+	layers      []layer
+	norm, normB []float32
+	out         linear // the embedding when tied
+	ropes       []ropeSpec
+
+	qScale     float32 // multiplies q before attention (1: none; llama.cpp pre-scales gemma's and phi3's q)
+	kqScale    float32 // multiplies q·k
+	attnCap    float32
+	finalCap   float32
+	embedScale float32 // 0: none
+	exactGELU  bool    // GELU in float64 (Hugging Face models) rather than through llama.cpp's table
 }
 
-// naming maps roles to tensor names of one convention.
-type naming struct {
-	embed, norm, out                       string
-	attnNorm, q, k, v, o, ffnNorm, g, u, d string // with %d for the layer
+// Architectures returns the architectures the runtime runs: GGUF general.architecture
+// values, then Hugging Face model_type values.
+func Architectures() (gguf, hf []string) {
+	for a := range ggufArchs {
+		gguf = append(gguf, a)
+	}
+	for a := range hfArchs {
+		hf = append(hf, a)
+	}
+	sortStrings(gguf)
+	sortStrings(hf)
+	return gguf, hf
 }
 
-var ggufNames = naming{"token_embd.weight", "output_norm.weight", "output.weight",
-	"blk.%d.attn_norm.weight", "blk.%d.attn_q", "blk.%d.attn_k", "blk.%d.attn_v", "blk.%d.attn_output.weight",
-	"blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight"}
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
 
-var hfNames = naming{"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
-	"model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj", "model.layers.%d.self_attn.k_proj",
-	"model.layers.%d.self_attn.v_proj", "model.layers.%d.self_attn.o_proj.weight",
-	"model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
-	"model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight"}
-
-// Supported reports whether a model looks like a llama-family decoder kensa can run.
+// Supported reports whether a model is a decoder of an architecture kensa can run: a GGUF
+// whose general.architecture the runtime implements, or safetensors whose config.json
+// names a model_type it implements. Load may still fail (a tensor missing, shapes that do
+// not fit the hyperparameters, the memory budget).
 func Supported(fm *formats.Model) bool {
-	return fm.Tensor(ggufNames.embed) != nil && fm.Tensor(fmt.Sprintf(ggufNames.q+".weight", 0)) != nil ||
-		fm.Tensor(hfNames.embed) != nil && fm.Tensor(fmt.Sprintf(hfNames.q+".weight", 0)) != nil
+	switch fm.Format {
+	case "gguf":
+		v, _ := fm.Meta("general.architecture")
+		arch, _ := v.(string)
+		_, ok := ggufArchs[arch]
+		return ok && fm.Tensor("token_embd.weight") != nil
+	case "safetensors":
+		if len(fm.Files) == 0 {
+			return false
+		}
+		_, ok := hfArchs[hfModelType(filepath.Dir(fm.Files[0].Path))]
+		_, _, has := hfPrefix(fm)
+		return ok && has
+	}
+	return false
 }
 
 // Load reads a decoder from an opened model. For safetensors, the hyperparameters come
 // from config.json in the model's directory; for GGUF, from the metadata.
 func Load(fm *formats.Model) (*Model, error) {
-	var cfg Config
-	var nm naming
-	var err error
-	switch {
-	case fm.Format == "gguf":
-		nm = ggufNames
-		cfg, err = ggufConfig(fm)
-		// llama.cpp's converter permutes the Q/K rows of llama and mistral for its
-		// interleaved (NORM) rotation; qwen2 keeps the Hugging Face layout and runs with the
-		// NEOX half rotation.
-		cfg.Interleaved = cfg.Arch != "qwen2"
-	case fm.Format == "safetensors":
-		nm = hfNames
-		cfg, err = hfConfig(filepath.Dir(fm.Files[0].Path))
-	default:
-		err = fmt.Errorf("llm: format %q not supported", fm.Format)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.check(); err != nil {
-		return nil, err
-	}
 	var params int64
 	for i := range fm.Tensors {
 		params += fm.Tensors[i].Elements()
 	}
-	if need, budget := 4*params, MemoryBudget(); need > budget {
-		return nil, fmt.Errorf("llm: the model needs %.1f GiB as float32, more than the %.1f GiB budget (KENSA_MAX_MEMORY); dequantizing rows on the fly is not implemented", float64(need)/(1<<30), float64(budget)/(1<<30))
+	checkBudget := func() error {
+		if need, budget := 4*params, MemoryBudget(); need > budget {
+			return fmt.Errorf("llm: the model needs %.1f GiB as float32, more than the %.1f GiB budget (KENSA_MAX_MEMORY); dequantizing rows on the fly is not implemented", float64(need)/(1<<30), float64(budget)/(1<<30))
+		}
+		return nil
 	}
-	m := &Model{Config: cfg, Workers: 1}
-	read := func(name string, shape ...int) ([]float32, error) {
-		t := fm.Tensor(name)
-		if t == nil {
-			return nil, fmt.Errorf("llm: tensor %q is missing", name)
+	switch fm.Format {
+	case "gguf":
+		return loadGGUF(fm, checkBudget)
+	case "safetensors":
+		if len(fm.Files) == 0 {
+			return nil, fmt.Errorf("llm: the model has no files")
 		}
-		if len(t.Shape) != len(shape) {
-			return nil, fmt.Errorf("llm: tensor %q has shape %v, want %v", name, t.Shape, shape)
-		}
-		for i := range shape {
-			if t.Shape[i] != int64(shape[i]) {
-				return nil, fmt.Errorf("llm: tensor %q has shape %v, want %v", name, t.Shape, shape)
-			}
-		}
-		r, err := fm.NewTensorReader(t)
-		if err != nil {
-			return nil, err
-		}
-		v := make([]float32, t.Elements())
-		return v, r.ReadElements(0, v)
+		return loadHF(fm, filepath.Dir(fm.Files[0].Path), checkBudget)
 	}
-	optional := func(name string, n int) ([]float32, error) {
-		if fm.Tensor(name) == nil {
-			return nil, nil
-		}
-		return read(name, n)
-	}
-	H, D := cfg.Hidden, cfg.HeadDim
-	qd, kvd := cfg.Heads*D, cfg.KVHeads*D
-	if m.embed, err = read(nm.embed, cfg.Vocab, H); err != nil {
-		return nil, err
-	}
-	if m.norm, err = read(nm.norm, H); err != nil {
-		return nil, err
-	}
-	if fm.Tensor(nm.out) != nil {
-		if m.out, err = read(nm.out, cfg.Vocab, H); err != nil {
-			return nil, err
-		}
-	} else {
-		m.out = m.embed // tied
-	}
-	for l := 0; l < cfg.Layers; l++ {
-		var ly layer
-		f := func(s string) string { return fmt.Sprintf(s, l) }
-		steps := []struct {
-			dst  *[]float32
-			name string
-			dims []int
-		}{
-			{&ly.attnNorm, f(nm.attnNorm), []int{H}},
-			{&ly.wq, f(nm.q) + ".weight", []int{qd, H}},
-			{&ly.wk, f(nm.k) + ".weight", []int{kvd, H}},
-			{&ly.wv, f(nm.v) + ".weight", []int{kvd, H}},
-			{&ly.wo, f(nm.o), []int{H, qd}},
-			{&ly.ffnNorm, f(nm.ffnNorm), []int{H}},
-			{&ly.wg, f(nm.g), []int{cfg.FF, H}},
-			{&ly.wu, f(nm.u), []int{cfg.FF, H}},
-			{&ly.wd, f(nm.d), []int{H, cfg.FF}},
-		}
-		for _, s := range steps {
-			if *s.dst, err = read(s.name, s.dims...); err != nil {
-				return nil, err
-			}
-		}
-		if ly.bq, err = optional(f(nm.q)+".bias", qd); err != nil {
-			return nil, err
-		}
-		if ly.bk, err = optional(f(nm.k)+".bias", kvd); err != nil {
-			return nil, err
-		}
-		if ly.bv, err = optional(f(nm.v)+".bias", kvd); err != nil {
-			return nil, err
-		}
-		m.layers = append(m.layers, ly)
-	}
-	return m, nil
+	return nil, fmt.Errorf("llm: format %q not supported", fm.Format)
 }
 
 func (c *Config) check() error {
@@ -193,221 +210,25 @@ func (c *Config) check() error {
 		return fmt.Errorf("llm: incomplete hyperparameters %+v", *c)
 	case c.Heads%c.KVHeads != 0:
 		return fmt.Errorf("llm: %d heads are not a multiple of %d KV heads", c.Heads, c.KVHeads)
-	case c.HeadDim <= 0 || c.RopeDim <= 0 || c.RopeDim > c.HeadDim || c.RopeDim%2 != 0:
+	case c.HeadDim <= 0 || c.RopeDim < 0 || c.RopeDim > c.HeadDim || c.RopeDim%2 != 0 || c.RopeDim == 0 && !c.PosEmbd:
 		return fmt.Errorf("llm: head dimension %d, rotary dimension %d", c.HeadDim, c.RopeDim)
-	case c.Hidden > 1<<16 || c.Layers > 1024 || c.FF > 1<<20 || c.Vocab > 1<<22 || c.Heads > 1024:
+	case c.Hidden > 1<<16 || c.Layers > 1024 || c.FF > 1<<20 || c.Vocab > 1<<22 || c.Heads > 1024 || c.HeadDim > 1<<12 ||
+		c.Experts > 1024 || c.SlidingWindow < 0:
+		return fmt.Errorf("llm: hyperparameters out of range %+v", *c)
+	case c.Experts > 0 && (c.ExpertsUsed <= 0 || c.ExpertsUsed > c.Experts):
+		return fmt.Errorf("llm: %d of %d experts used per token", c.ExpertsUsed, c.Experts)
+	case c.SlidingLayers != nil && len(c.SlidingLayers) != c.Layers:
+		return fmt.Errorf("llm: sliding-window pattern of %d layers for %d layers", len(c.SlidingLayers), c.Layers)
+	case !finite(c.RopeBase) || c.RopeBase <= 0 && c.RopeDim > 0 || !finite(c.RopeScale) || c.RopeScale < 0 ||
+		!finite(c.AttnSoftcap) || c.AttnSoftcap < 0 || !finite(c.FinalSoftcap) || c.FinalSoftcap < 0 ||
+		!finite(c.QueryScale) || c.QueryScale < 0 || !finite(c.EmbedScale) || !finite(c.LocalRopeBase) || c.LocalRopeBase < 0 ||
+		math.IsNaN(float64(c.Eps)) || math.IsInf(float64(c.Eps), 0) || c.Eps < 0:
 		return fmt.Errorf("llm: hyperparameters out of range %+v", *c)
 	}
 	return nil
 }
 
-func metaInt(fm *formats.Model, key string) (int, bool) {
-	v, ok := fm.Meta(key)
-	if !ok {
-		return 0, false
-	}
-	switch x := v.(type) {
-	case uint32:
-		return int(x), true
-	case int32:
-		return int(x), true
-	case uint64:
-		return int(min(x, math.MaxInt32)), true
-	case int64:
-		return int(x), true
-	case uint16:
-		return int(x), true
-	case uint8:
-		return int(x), true
-	}
-	return 0, false
-}
-
-func metaFloat(fm *formats.Model, key string) (float64, bool) {
-	v, ok := fm.Meta(key)
-	if !ok {
-		return 0, false
-	}
-	switch x := v.(type) {
-	case float32:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
-}
-
-func ggufConfig(fm *formats.Model) (Config, error) {
-	av, _ := fm.Meta("general.architecture")
-	arch, _ := av.(string)
-	switch arch {
-	case "llama", "mistral", "qwen2":
-	default:
-		return Config{}, fmt.Errorf("llm: architecture %q is not supported (llama, mistral, qwen2)", arch)
-	}
-	c := Config{Arch: arch, RopeBase: 10000, Eps: 1e-5}
-	c.Hidden, _ = metaInt(fm, arch+".embedding_length")
-	c.Layers, _ = metaInt(fm, arch+".block_count")
-	c.FF, _ = metaInt(fm, arch+".feed_forward_length")
-	c.Heads, _ = metaInt(fm, arch+".attention.head_count")
-	c.KVHeads, _ = metaInt(fm, arch+".attention.head_count_kv")
-	if c.KVHeads == 0 {
-		c.KVHeads = c.Heads
-	}
-	c.Context, _ = metaInt(fm, arch+".context_length")
-	if e, ok := metaFloat(fm, arch+".attention.layer_norm_rms_epsilon"); ok {
-		c.Eps = float32(e)
-	}
-	if b, ok := metaFloat(fm, arch+".rope.freq_base"); ok {
-		c.RopeBase = b
-	}
-	if c.Heads > 0 {
-		c.HeadDim = c.Hidden / c.Heads
-	}
-	c.RopeDim = c.HeadDim
-	if rd, ok := metaInt(fm, arch+".rope.dimension_count"); ok {
-		c.RopeDim = rd
-	}
-	if t := fm.Tensor("token_embd.weight"); t != nil && len(t.Shape) == 2 {
-		c.Vocab = int(t.Shape[0])
-	}
-	return c, nil
-}
-
-// maxConfig is the largest config.json read (they are a few KB).
-const maxConfig = 1 << 20
-
-// hfConfig reads the hyperparameters of a Hugging Face model from its config.json, which is
-// read as transformers reads it: through formats.ReadCompanion (a FIFO or a link out of the
-// directory is refused, not waited on) and parsed as Python's json module does, so that a
-// NaN in a field kensa does not use does not stop loading. A hyperparameter that is NaN or
-// infinite is an error naming it.
-func hfConfig(dir string) (Config, error) {
-	b, err := formats.ReadCompanion(dir, "config.json", maxConfig)
-	if err != nil {
-		return Config{}, fmt.Errorf("llm: a safetensors model needs its config.json: %w", err)
-	}
-	v, err := formats.DecodePyJSON(b)
-	if err != nil {
-		return Config{}, fmt.Errorf("llm: config.json: %w", formats.WithFile(err, filepath.Join(dir, "config.json")))
-	}
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return Config{}, fmt.Errorf("llm: config.json: the top level is a %s, not an object", jsonType(v))
-	}
-	j := configFields{m: obj}
-	modelType := j.str("model_type")
-	hiddenAct := j.str("hidden_act")
-	switch modelType {
-	case "llama", "mistral", "qwen2":
-	default:
-		if j.err == nil {
-			return Config{}, fmt.Errorf("llm: model_type %q is not supported (llama, mistral, qwen2)", modelType)
-		}
-	}
-	if hiddenAct != "" && hiddenAct != "silu" && j.err == nil {
-		return Config{}, fmt.Errorf("llm: hidden_act %q is not supported (silu)", hiddenAct)
-	}
-	if rs, ok := obj["rope_scaling"]; ok && rs != nil && j.err == nil {
-		return Config{}, fmt.Errorf("llm: rope_scaling is not supported")
-	}
-	c := Config{Arch: modelType, Hidden: j.int("hidden_size"), FF: j.int("intermediate_size"), Layers: j.int("num_hidden_layers"),
-		Heads: j.int("num_attention_heads"), KVHeads: j.int("num_key_value_heads"), Vocab: j.int("vocab_size"),
-		Eps: float32(j.float("rms_norm_eps")), RopeBase: j.float("rope_theta"), Context: j.int("max_position_embeddings"),
-		HeadDim: j.int("head_dim")}
-	if j.err != nil {
-		return Config{}, j.err
-	}
-	if c.KVHeads == 0 {
-		c.KVHeads = c.Heads
-	}
-	if c.HeadDim == 0 && c.Heads > 0 {
-		c.HeadDim = c.Hidden / c.Heads
-	}
-	c.RopeDim = c.HeadDim
-	if c.RopeBase == 0 {
-		c.RopeBase = 10000
-	}
-	if c.Eps == 0 {
-		c.Eps = 1e-6
-	}
-	return c, nil
-}
-
-// configFields reads typed fields of a decoded config.json; a field that is absent or null
-// reads as the zero value (the default), one of the wrong type sets err (the first error).
-type configFields struct {
-	m   map[string]any
-	err error
-}
-
-func (j *configFields) fail(key, format string, args ...any) {
-	if j.err == nil {
-		j.err = fmt.Errorf("llm: config.json: %s %s", key, fmt.Sprintf(format, args...))
-	}
-}
-
-func (j *configFields) str(key string) string {
-	switch v := j.m[key].(type) {
-	case nil:
-	case string:
-		return v
-	default:
-		j.fail(key, "is a %s, not a string", jsonType(v))
-	}
-	return ""
-}
-
-// number returns a hyperparameter that must be a finite number.
-func (j *configFields) number(key string) (float64, bool) {
-	switch v := j.m[key].(type) {
-	case nil:
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			j.fail(key, "is %v: the runtime needs it as a finite number", v)
-			return 0, false
-		}
-		return v, true
-	default:
-		j.fail(key, "is a %s, not a number", jsonType(v))
-	}
-	return 0, false
-}
-
-func (j *configFields) float(key string) float64 {
-	f, _ := j.number(key)
-	return f
-}
-
-func (j *configFields) int(key string) int {
-	f, ok := j.number(key)
-	if !ok {
-		return 0
-	}
-	if f != math.Trunc(f) || math.Abs(f) > 1<<31 {
-		j.fail(key, "is %v, not an integer the runtime can use", f)
-		return 0
-	}
-	return int(f)
-}
-
-func jsonType(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case float64:
-		return "number"
-	case string:
-		return "string"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return fmt.Sprintf("%T", v)
-}
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // MemoryBudget is the most memory Load may use for float32 weights: $KENSA_MAX_MEMORY
 // (bytes, or with a K/M/G suffix) when set, else 75% of the machine's memory (16 GiB when
@@ -447,7 +268,109 @@ func Open(path string) (*Model, error) {
 	}
 	defer fm.Close()
 	if !Supported(fm) {
-		return nil, fmt.Errorf("llm: %s is not a llama-family decoder kensa can run (%s)", path, strings.TrimSpace(fm.Format))
+		if fm.Format == "gguf" {
+			if _, err := ggufArch(fm); err != nil {
+				return nil, err
+			}
+		}
+		if fm.Format == "safetensors" && len(fm.Files) > 0 {
+			if _, err := hfConfig(filepath.Dir(fm.Files[0].Path)); err != nil {
+				return nil, err
+			}
+		}
+		return nil, fmt.Errorf("llm: %s is not a decoder kensa can run (%s)", path, strings.TrimSpace(fm.Format))
 	}
 	return Load(fm)
+}
+
+// loader reads tensors as float32 with a sticky error: the first failure is kept and
+// later reads return nil.
+type loader struct {
+	fm  *formats.Model
+	err error
+}
+
+func (ld *loader) has(name string) bool { return ld.fm.Tensor(name) != nil }
+
+func (ld *loader) fail(format string, args ...any) {
+	if ld.err == nil {
+		ld.err = fmt.Errorf(format, args...)
+	}
+}
+
+// read returns a required tensor of the given row-major shape.
+func (ld *loader) read(name string, shape ...int) []float32 {
+	if ld.err != nil {
+		return nil
+	}
+	t := ld.fm.Tensor(name)
+	if t == nil {
+		ld.fail("llm: tensor %q is missing", name)
+		return nil
+	}
+	ok := len(t.Shape) == len(shape)
+	for i := 0; ok && i < len(shape); i++ {
+		ok = t.Shape[i] == int64(shape[i])
+	}
+	if !ok {
+		ld.fail("llm: tensor %q has shape %v, want %v", name, t.Shape, shape)
+		return nil
+	}
+	r, err := ld.fm.NewTensorReader(t)
+	if err != nil {
+		ld.fail("%w", err)
+		return nil
+	}
+	v := make([]float32, t.Elements())
+	if err := r.ReadElements(0, v); err != nil {
+		ld.fail("%w", err)
+		return nil
+	}
+	return v
+}
+
+// optional is read for a tensor that may be absent (nil then).
+func (ld *loader) optional(name string, shape ...int) []float32 {
+	if !ld.has(name) {
+		return nil
+	}
+	return ld.read(name, shape...)
+}
+
+// matrix returns a required [rows × cols] weight.
+func (ld *loader) matrix(name string, rows, cols int) matrix {
+	w := ld.read(name, rows, cols)
+	if w == nil {
+		return nil
+	}
+	return newF32Matrix(w, rows, cols)
+}
+
+// linear returns the weight name+".weight" [rows × cols] with its bias name+".bias" when
+// the file has one.
+func (ld *loader) linear(name string, rows, cols int) linear {
+	return linear{w: ld.matrix(name+".weight", rows, cols), b: ld.optional(name+".bias", rows)}
+}
+
+// dim returns dimension i of a tensor's row-major shape (0 when absent).
+func (ld *loader) dim(name string, i int) int {
+	t := ld.fm.Tensor(name)
+	if t == nil || i >= len(t.Shape) {
+		return 0
+	}
+	return int(min(t.Shape[i], math.MaxInt32))
+}
+
+// splitRows cuts a fused linear into consecutive row ranges of the given sizes.
+func splitRows(l linear, sizes ...int) []linear {
+	out := make([]linear, len(sizes))
+	lo := 0
+	for i, n := range sizes {
+		out[i].w = l.w.sub(lo, lo+n)
+		if l.b != nil {
+			out[i].b = l.b[lo : lo+n]
+		}
+		lo += n
+	}
+	return out
 }

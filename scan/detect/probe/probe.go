@@ -264,7 +264,7 @@ func (Detector) Probe(ctx context.Context, m *scan.Model, emit scan.Emit) error 
 	if fit := int(flopBudget * scale / perCand); fit < n {
 		n = max(fit, 0)
 	}
-	if n < V && len(ctxs) >= 4 {
+	if n < V && len(ctxs) >= 4 && lm.LlamaLike() { // the batched engine runs the plain llama graph only
 		// too large for the exhaustive sweep: the batched search (scale.go)
 		hits, trigs, cover, how, err := probeAtScale(ctx, m, ses, budget, scale, start)
 		if err != nil {
