@@ -58,26 +58,9 @@ func companionOpenError(path, name string, err error) error {
 		// check): say what the file is. Stat does not open, so it does not block.
 		if st, serr := os.Stat(path); serr == nil && !st.Mode().IsRegular() {
 			return &FormatError{Format: "companion", File: path, Offset: -1, Err: ErrInvalid,
-				Msg: "is " + fileKind(st.Mode()) + ", not a regular file; it was not read"}
+				Msg: "is a " + ModeName(st.Mode()) + ", not a regular file; it was not read"}
 		}
 	}
 	return fmt.Errorf("companion %s: %w", path, err)
 }
 
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeIrregular != 0:
-		return "an irregular file"
-	}
-	return "a special file"
-}
