@@ -63,4 +63,3 @@ func companionOpenError(path, name string, err error) error {
 	}
 	return fmt.Errorf("companion %s: %w", path, err)
 }
-
