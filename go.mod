@@ -1,11 +1,12 @@
 module github.com/kensa-scan/kensa
 
-go 1.24.0
+go 1.26.0
 
 require (
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/spf13/cobra v1.10.2
 	github.com/x448/float16 v0.8.4
+	golang.org/x/sys v0.50.0
 )
 
 require (
