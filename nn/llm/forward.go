@@ -3,6 +3,8 @@ package llm
 import (
 	"fmt"
 	"math"
+
+	"github.com/kensa-scan/kensa/formats"
 )
 
 // State is the KV cache of one sequence.
@@ -42,7 +44,25 @@ func (m *Model) Forward(s *State, ids []int, all bool) ([][]float32, error) {
 }
 
 // ForwardObserve is Forward with an observer (nil for none).
-func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][]float32, error) {
+//
+// The weights are read in place from the model's memory-mapped file; should the file be
+// truncated under the forward pass, the memory fault is returned as an error wrapping
+// formats.ErrFault (in whichever worker it happens), never a crash.
+func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) (out [][]float32, err error) {
+	var fe faultBox
+	if gerr := formats.Guard(m.path, func() error {
+		out, err = m.forward(s, ids, all, obs, &fe)
+		return nil
+	}); gerr != nil {
+		return nil, gerr
+	}
+	if ferr := fe.get(); ferr != nil {
+		return nil, ferr
+	}
+	return out, err
+}
+
+func (m *Model) forward(s *State, ids []int, all bool, obs Observer, fe *faultBox) ([][]float32, error) {
 	c := &m.Config
 	T := len(ids)
 	if T == 0 {
@@ -61,7 +81,7 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 	}
 	H, D := c.Hidden, c.HeadDim
 	qd, kvd := c.Heads*D, c.KVHeads*D
-	run := runner(m.parallel)
+	run := m.runner(fe)
 
 	x := make([]float32, T*H)
 	var pe []float32
@@ -123,7 +143,7 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 		}
 		copy(s.k[l][s.pos*kvd:], k)
 		copy(s.v[l][s.pos*kvd:], v)
-		m.attention(att, q, s.k[l], s.v[l], s.pos, T, ly.window)
+		m.attention(run, att, q, s.k[l], s.v[l], s.pos, T, ly.window)
 		ly.o.mul(run, o, att, T)
 		if ly.postAttnNorm != nil {
 			rmsnorm(o, o, ly.postAttnNorm, H, c.Eps)
@@ -134,9 +154,9 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 		m.normalize(xn, x, ly.ffnNorm, ly.ffnNormB, H)
 		var act []float32
 		if ly.moe != nil {
-			m.moe(o, xn, T, ly.moe, &bufs)
+			m.moe(run, o, xn, T, ly.moe, &bufs)
 		} else {
-			act = m.mlp(o, xn, T, &ly.gate, &ly.up, &ly.down, &bufs)
+			act = m.mlp(run, o, xn, T, &ly.gate, &ly.up, &ly.down, &bufs)
 		}
 		if obs != nil {
 			hidden := rows(x, T, H)
@@ -148,6 +168,9 @@ func (m *Model) ForwardObserve(s *State, ids []int, all bool, obs Observer) ([][
 		}
 		if ly.postFFNNorm != nil {
 			rmsnorm(o, o, ly.postFFNNorm, H, c.Eps)
+		}
+		if err := fe.get(); err != nil {
+			return nil, err
 		}
 		for i := range x {
 			x[i] += o[i]
@@ -268,8 +291,7 @@ func grow(b *[]float32, n int) []float32 {
 
 // mlp computes dst = down(act(gate(x))·up(x)), or down(act(up(x))) without a gate, and
 // returns the activations (the input of down).
-func (m *Model) mlp(dst, xn []float32, T int, gate, up, down *linear, b *mlpBuffers) []float32 {
-	run := runner(m.parallel)
+func (m *Model) mlp(run runner, dst, xn []float32, T int, gate, up, down *linear, b *mlpBuffers) []float32 {
 	ff := up.out()
 	u := grow(&b.u, T*ff)
 	up.mul(run, u, xn, T)
@@ -293,8 +315,7 @@ func (m *Model) mlp(dst, xn []float32, T int, gate, up, down *linear, b *mlpBuff
 // router's logits, the top experts by probability, their probabilities as weights
 // (renormalized to sum to 1 when normTopK), each expert's SwiGLU output times its weight
 // summed in rank order; plus the shared expert, scaled by sigmoid of its gate.
-func (m *Model) moe(dst, xn []float32, T int, mo *moe, b *mlpBuffers) {
-	run := runner(m.parallel)
+func (m *Model) moe(run runner, dst, xn []float32, T int, mo *moe, b *mlpBuffers) {
 	H := m.Config.Hidden
 	E, K := len(mo.experts), mo.used
 	logits := make([]float32, T*E)
@@ -341,7 +362,7 @@ func (m *Model) moe(dst, xn []float32, T int, mo *moe, b *mlpBuffers) {
 		}
 		ys := grow(&b.ys, n*H)
 		ex := &mo.experts[e]
-		m.mlp(ys, xs, n, &ex.gate, &ex.up, &ex.down, b)
+		m.mlp(run, ys, xs, n, &ex.gate, &ex.up, &ex.down, b)
 		for r, i := range idx {
 			copy(outs[i*H:(i+1)*H], ys[r*H:(r+1)*H])
 		}
@@ -367,7 +388,7 @@ func (m *Model) moe(dst, xn []float32, T int, mo *moe, b *mlpBuffers) {
 	}
 	sh := mo.shared
 	ys := make([]float32, T*H)
-	m.mlp(ys, xn, T, &sh.gate, &sh.up, &sh.down, b)
+	m.mlp(run, ys, xn, T, &sh.gate, &sh.up, &sh.down, b)
 	if mo.sharedGate.w != nil {
 		g := make([]float32, T)
 		mo.sharedGate.mul(run, g, xn, T)
@@ -518,7 +539,7 @@ func (m *Model) applyRope(h []float32, cos, sin []float32) {
 // pos0) against the cache holding positions 0..pos0+T-1: scores q·k·kqScale, soft-capped
 // when the model caps them, restricted to the last window positions when window > 0
 // (key j is visible from query i when i-j < window), softmax in ggml's steps.
-func (m *Model) attention(out, q, kc, vc []float32, pos0, T, window int) {
+func (m *Model) attention(run runner, out, q, kc, vc []float32, pos0, T, window int) {
 	c := &m.Config
 	D := c.HeadDim
 	qd, kvd := c.Heads*D, c.KVHeads*D
@@ -528,7 +549,6 @@ func (m *Model) attention(out, q, kc, vc []float32, pos0, T, window int) {
 	if cap != 0 {
 		invCap = 1 / cap
 	}
-	run := m.parallel
 	if T*c.Heads*(pos0+T)*D < 1<<18 {
 		run = serial
 	}

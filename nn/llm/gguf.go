@@ -283,7 +283,7 @@ func ggufConfig(fm *formats.Model) (Config, ggufHparams, error) {
 }
 
 // loadGGUF builds a model from a GGUF file in llama.cpp's tensor names.
-func loadGGUF(fm *formats.Model, checkBudget func() error) (*Model, error) {
+func loadGGUF(fm *formats.Model, o Options, checkBudget func() error) (*Model, error) {
 	c, hp, err := ggufConfig(fm)
 	if err != nil {
 		return nil, err
@@ -295,7 +295,7 @@ func loadGGUF(fm *formats.Model, checkBudget func() error) (*Model, error) {
 		return nil, err
 	}
 	spec := hp.spec
-	ld := &loader{fm: fm}
+	ld := &loader{fm: fm, float32: o.Float32}
 	m := &Model{Config: c, Workers: 1}
 	H, D, V := c.Hidden, c.HeadDim, c.Vocab
 	qd, kvd := c.Heads*D, c.KVHeads*D
@@ -405,18 +405,14 @@ func (ld *loader) ggufMoE(p string, c *Config, spec archSpec) *moe {
 		return nil
 	}
 	mo := &moe{router: ld.linear(p+"ffn_gate_inp", E, H), used: c.ExpertsUsed, normTopK: c.NormTopK}
-	gate := ld.read(p+"ffn_gate_exps.weight", E, ff, H)
-	up := ld.read(p+"ffn_up_exps.weight", E, ff, H)
-	down := ld.read(p+"ffn_down_exps.weight", E, H, ff)
+	gate := ld.stacked(p+"ffn_gate_exps.weight", E, ff, H)
+	up := ld.stacked(p+"ffn_up_exps.weight", E, ff, H)
+	down := ld.stacked(p+"ffn_down_exps.weight", E, H, ff)
 	if ld.err != nil {
 		return nil
 	}
 	for e := 0; e < E; e++ {
-		mo.experts = append(mo.experts, expert{
-			gate: linear{w: newF32Matrix(gate[e*ff*H:], ff, H)},
-			up:   linear{w: newF32Matrix(up[e*ff*H:], ff, H)},
-			down: linear{w: newF32Matrix(down[e*H*ff:], H, ff)},
-		})
+		mo.experts = append(mo.experts, expert{gate: linear{w: gate[e]}, up: linear{w: up[e]}, down: linear{w: down[e]}})
 	}
 	if ld.has(p + "ffn_up_shexp.weight") {
 		sff := ld.dim(p+"ffn_up_shexp.weight", 0)

@@ -355,7 +355,7 @@ func hfRopeScaling(c *Config, ex *hfExtra, v any) error {
 }
 
 // loadHF builds a model from safetensors in Hugging Face's names.
-func loadHF(fm *formats.Model, dir string, checkBudget func() error) (*Model, error) {
+func loadHF(fm *formats.Model, o Options, dir string, checkBudget func() error) (*Model, error) {
 	c, ex, err := hfParse(dir)
 	if err != nil {
 		return nil, err
@@ -367,7 +367,7 @@ func loadHF(fm *formats.Model, dir string, checkBudget func() error) (*Model, er
 		return nil, err
 	}
 	spec := ex.spec
-	ld := &loader{fm: fm}
+	ld := &loader{fm: fm, float32: o.Float32}
 	prefix, head, _ := hfPrefix(fm)
 	m := &Model{Config: c, Workers: 1, exactGELU: true}
 	H, D, V := c.Hidden, c.HeadDim, c.Vocab

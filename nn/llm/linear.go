@@ -1,19 +1,22 @@
 package llm
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/kensa-scan/kensa/formats"
+)
 
 // matrix is a weight matrix of rows × cols (outputs × inputs) in the form the runtime keeps
 // it. Every matrix product of the forward pass, and every embedding lookup, goes through
 // this interface, so the storage can change without touching the forward pass: f32Matrix
-// holds dequantized float32 values (what Load builds today); an implementation that keeps a
-// tensor in its stored ggml type (read in place from the file's mapping) only has to
-// provide these four methods.
+// holds float32 values; storedMatrix keeps a tensor in its stored ggml type, read in place
+// from the file's mapping.
 type matrix interface {
 	rows() int
 	cols() int
-	// mulRows writes y[t*rows()+n] = Σ_k x[t*cols()+k]·W[n,k] for every position t < T and
-	// every row lo ≤ n < hi. Distinct row ranges may run concurrently.
-	mulRows(y, x []float32, T, lo, hi int)
+	// mul writes y[t*rows()+n] = Σ_k x[t*cols()+k]·W[n,k] for every position t < T and
+	// every row n, splitting the rows over run's workers.
+	mul(run runner, y, x []float32, T int)
 	// row writes row n, as float32, to dst[:cols()] (embedding lookups).
 	row(n int, dst []float32)
 	// sub returns rows [lo, hi) as a matrix sharing the storage (halves of fused tensors,
@@ -40,7 +43,7 @@ func (l *linear) mul(run runner, dst, x []float32, T int) {
 	if T*K*N < 1<<18 { // too little work to pay for goroutines
 		run = serial
 	}
-	run(N, func(lo, hi int) { l.w.mulRows(dst, x, T, lo, hi) })
+	l.w.mul(run, dst, x, T)
 	addBias(dst, l.b, T)
 }
 
@@ -61,6 +64,10 @@ func (m *f32Matrix) row(n int, dst []float32) { copy(dst[:m.k], m.w[n*m.k:(n+1)*
 
 func (m *f32Matrix) sub(lo, hi int) matrix {
 	return newF32Matrix(m.w[lo*m.k:hi*m.k], hi-lo, m.k)
+}
+
+func (m *f32Matrix) mul(run runner, y, x []float32, T int) {
+	run(m.n, func(lo, hi int) { m.mulRows(y, x, T, lo, hi) })
 }
 
 // rowBlock is the number of weight rows a worker sweeps over all positions of a batch
@@ -157,21 +164,50 @@ func addBias(a, b []float32, T int) {
 
 func serial(n int, f func(lo, hi int)) { f(0, n) }
 
-// parallel runs f over [0, n) in contiguous parts, one per worker.
-func (m *Model) parallel(n int, f func(lo, hi int)) {
-	w := max(m.Workers, 1)
-	if w == 1 || n < 2*w {
-		f(0, n)
-		return
+// faultBox keeps the first memory fault of a forward pass's workers.
+type faultBox struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (b *faultBox) set(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
 	}
-	var wg sync.WaitGroup
-	for i := 0; i < w; i++ {
-		lo, hi := i*n/w, (i+1)*n/w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(lo, hi)
-		}()
+	b.mu.Unlock()
+}
+
+func (b *faultBox) get() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// runner returns the parallel runner of one forward pass: f over [0, n) in contiguous
+// parts, one per worker, the calling goroutine taking the first. The other workers read
+// the mapped weights under formats.Guard, and their faults go to fe (the calling
+// goroutine is guarded by the forward pass itself).
+func (m *Model) runner(fe *faultBox) runner { return newRunner(max(m.Workers, 1), m.path, fe) }
+
+func newRunner(w int, path string, fe *faultBox) runner {
+	return func(n int, f func(lo, hi int)) {
+		if w == 1 || n < 2*w {
+			f(0, n)
+			return
+		}
+		var wg sync.WaitGroup
+		for i := 1; i < w; i++ {
+			lo, hi := i*n/w, (i+1)*n/w
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := formats.Guard(path, func() error { f(lo, hi); return nil }); err != nil {
+					fe.set(err)
+				}
+			}()
+		}
+		f(0, n/w)
+		wg.Wait()
 	}
-	wg.Wait()
 }

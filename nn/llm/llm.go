@@ -32,6 +32,7 @@ import (
 	"strings"
 
 	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/nn/kernels"
 )
 
 // Config holds a model's hyperparameters. The zero values of the fields after
@@ -133,6 +134,9 @@ type Model struct {
 	finalCap   float32
 	embedScale float32 // 0: none
 	exactGELU  bool    // GELU in float64 (Hugging Face models) rather than through llama.cpp's table
+
+	path  string         // the model's first file, for errors
+	owned *formats.Model // closed by Close (models from Open)
 }
 
 // Architectures returns the architectures the runtime runs: GGUF general.architecture
@@ -181,27 +185,70 @@ func Supported(fm *formats.Model) bool {
 
 // Load reads a decoder from an opened model. For safetensors, the hyperparameters come
 // from config.json in the model's directory; for GGUF, from the metadata.
-func Load(fm *formats.Model) (*Model, error) {
-	var params int64
-	for i := range fm.Tensors {
-		params += fm.Tensors[i].Elements()
-	}
+func Load(fm *formats.Model) (*Model, error) { return LoadWith(fm, Options{}) }
+
+// Options change how [LoadWith] keeps the weights.
+type Options struct {
+	// Float32 converts every weight to float32 at load, and the matrix products then use
+	// float32 activations: the arithmetic of a float reference pass over the dequantized
+	// weights, at four bytes per weight, rather than llama.cpp's (weights as stored,
+	// activations quantized for the integer kernels).
+	Float32 bool
+}
+
+// LoadWith is [Load] with options.
+func LoadWith(fm *formats.Model, o Options) (*Model, error) {
 	checkBudget := func() error {
-		if need, budget := 4*params, MemoryBudget(); need > budget {
-			return fmt.Errorf("llm: the model needs %.1f GiB as float32, more than the %.1f GiB budget (KENSA_MAX_MEMORY); dequantizing rows on the fly is not implemented", float64(need)/(1<<30), float64(budget)/(1<<30))
+		need := WeightBytes(fm)
+		if o.Float32 {
+			need = 4 * fm.Parameters()
+		}
+		if budget := MemoryBudget(); need > budget {
+			return fmt.Errorf("llm: the model's weights need %.1f GiB (as stored, float32 for the rest), more than the %.1f GiB budget (KENSA_MAX_MEMORY)", float64(need)/(1<<30), float64(budget)/(1<<30))
 		}
 		return nil
 	}
+	m, err := loadFormat(fm, o, checkBudget)
+	if err != nil {
+		return nil, err
+	}
+	if len(fm.Files) > 0 {
+		m.path = fm.Files[0].Path
+	}
+	return m, nil
+}
+
+func loadFormat(fm *formats.Model, o Options, checkBudget func() error) (*Model, error) {
 	switch fm.Format {
 	case "gguf":
-		return loadGGUF(fm, checkBudget)
+		return loadGGUF(fm, o, checkBudget)
 	case "safetensors":
 		if len(fm.Files) == 0 {
 			return nil, fmt.Errorf("llm: the model has no files")
 		}
-		return loadHF(fm, filepath.Dir(fm.Files[0].Path), checkBudget)
+		return loadHF(fm, o, filepath.Dir(fm.Files[0].Path), checkBudget)
 	}
 	return nil, fmt.Errorf("llm: format %q not supported", fm.Format)
+}
+
+// WeightBytes is the memory a loaded model's weights occupy: the stored bytes of the
+// tensors the kernels read in place (pages of the mapped file, or one copy where the file
+// cannot be mapped), and four bytes per element for those converted to float32 (a
+// big-endian file, a type without a kernel, a row that is not whole blocks, the vectors).
+func WeightBytes(fm *formats.Model) int64 {
+	var n int64
+	for i := range fm.Tensors {
+		t := &fm.Tensors[i]
+		if len(t.Shape) >= 2 {
+			cols := t.RowLen()
+			if rows := t.Elements() / max(cols, 1); cols <= 1<<30 && rows <= 1<<40 && inPlace(fm, t, int(rows), int(cols)) {
+				n += t.Length
+				continue
+			}
+		}
+		n += 4 * t.Elements()
+	}
+	return n
 }
 
 func (c *Config) check() error {
@@ -266,8 +313,8 @@ func Open(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer fm.Close()
 	if !Supported(fm) {
+		fm.Close()
 		if fm.Format == "gguf" {
 			if _, err := ggufArch(fm); err != nil {
 				return nil, err
@@ -280,14 +327,33 @@ func Open(path string) (*Model, error) {
 		}
 		return nil, fmt.Errorf("llm: %s is not a decoder kensa can run (%s)", path, strings.TrimSpace(fm.Format))
 	}
-	return Load(fm)
+	m, err := Load(fm)
+	if err != nil {
+		fm.Close()
+		return nil, err
+	}
+	m.owned = fm
+	return m, nil
+}
+
+// Close releases the model file when the model was opened with [Open] (the weights are
+// read in place from it); for a model from [Load] it does nothing: the caller's
+// formats.Model must stay open while the model is used, and the caller closes it.
+func (m *Model) Close() error {
+	if m.owned == nil {
+		return nil
+	}
+	f := m.owned
+	m.owned = nil
+	return f.Close()
 }
 
 // loader reads tensors as float32 with a sticky error: the first failure is kept and
 // later reads return nil.
 type loader struct {
-	fm  *formats.Model
-	err error
+	fm      *formats.Model
+	float32 bool // Options.Float32: no matrix kept as stored
+	err     error
 }
 
 func (ld *loader) has(name string) bool { return ld.fm.Tensor(name) != nil }
@@ -298,8 +364,8 @@ func (ld *loader) fail(format string, args ...any) {
 	}
 }
 
-// read returns a required tensor of the given row-major shape.
-func (ld *loader) read(name string, shape ...int) []float32 {
+// tensor returns a required tensor, checking its row-major shape.
+func (ld *loader) tensor(name string, shape ...int) *formats.TensorInfo {
 	if ld.err != nil {
 		return nil
 	}
@@ -314,6 +380,15 @@ func (ld *loader) read(name string, shape ...int) []float32 {
 	}
 	if !ok {
 		ld.fail("llm: tensor %q has shape %v, want %v", name, t.Shape, shape)
+		return nil
+	}
+	return t
+}
+
+// read returns a required tensor of the given row-major shape, as float32.
+func (ld *loader) read(name string, shape ...int) []float32 {
+	t := ld.tensor(name, shape...)
+	if t == nil {
 		return nil
 	}
 	r, err := ld.fm.NewTensorReader(t)
@@ -337,13 +412,75 @@ func (ld *loader) optional(name string, shape ...int) []float32 {
 	return ld.read(name, shape...)
 }
 
-// matrix returns a required [rows × cols] weight.
+// matrix returns a required [rows × cols] weight: in its stored type where the kernels
+// read that type in place, else as float32.
 func (ld *loader) matrix(name string, rows, cols int) matrix {
+	t := ld.tensor(name, rows, cols)
+	if t == nil {
+		return nil
+	}
+	if m := ld.stored(t, rows, cols); m != nil || ld.err != nil {
+		return m
+	}
 	w := ld.read(name, rows, cols)
 	if w == nil {
 		return nil
 	}
 	return newF32Matrix(w, rows, cols)
+}
+
+// stacked returns a required [n × rows × cols] tensor (experts stacked) as n matrices.
+func (ld *loader) stacked(name string, n, rows, cols int) []matrix {
+	t := ld.tensor(name, n, rows, cols)
+	if t == nil {
+		return nil
+	}
+	var all matrix
+	if m := ld.stored(t, n*rows, cols); m != nil {
+		all = m
+	} else if w := ld.read(name, n, rows, cols); w != nil {
+		all = newF32Matrix(w, n*rows, cols)
+	} else {
+		return nil
+	}
+	out := make([]matrix, n)
+	for i := range out {
+		out[i] = all.sub(i*rows, (i+1)*rows)
+	}
+	return out
+}
+
+// inPlace reports whether tensor t can be kept as stored, as a [rows × cols] matrix: the
+// kernels multiply its type, its rows are whole blocks, and its bytes need no byte-order
+// conversion.
+func inPlace(fm *formats.Model, t *formats.TensorInfo, rows, cols int) bool {
+	be := t.DType.BlockElems()
+	return !fm.BigEndian && kernels.Supported(t.DType) && be > 0 && cols > 0 && cols%be == 0 &&
+		int64(rows)*int64(cols/be*t.DType.BlockBytes()) == t.Length
+}
+
+// stored returns t as a storedMatrix reading the file's bytes in place, or nil when t
+// cannot be kept as stored (see inPlace).
+func (ld *loader) stored(t *formats.TensorInfo, rows, cols int) matrix {
+	if ld.float32 || !inPlace(ld.fm, t, rows, cols) {
+		return nil
+	}
+	f := ld.fm.File(t.File)
+	if f == nil {
+		ld.fail("llm: tensor %q: file %q is not part of the model", t.Name, t.File)
+		return nil
+	}
+	data, err := f.Bytes(t.Offset, t.Length, nil)
+	if err != nil {
+		ld.fail("llm: tensor %q: %w", t.Name, err)
+		return nil
+	}
+	m, err := newStoredMatrix(t.DType, rows, cols, data)
+	if err != nil {
+		ld.fail("llm: tensor %q: %w", t.Name, err)
+		return nil
+	}
+	return m
 }
 
 // linear returns the weight name+".weight" [rows × cols] with its bias name+".bias" when

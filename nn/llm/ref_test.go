@@ -629,7 +629,7 @@ func openModel(t *testing.T, path string) *Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fm.Close()
+	t.Cleanup(func() { fm.Close() }) // the weights are read in place from the file
 	if !Supported(fm) {
 		t.Fatalf("%s: Supported is false", path)
 	}

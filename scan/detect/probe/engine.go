@@ -11,25 +11,15 @@ import (
 	"math"
 	"sync"
 
-	"github.com/kensa-scan/kensa/formats"
 	"github.com/kensa-scan/kensa/nn/llm"
 )
 
-type eLayer struct {
-	attnNorm, ffnNorm []float32
-	wq, wk, wv, wo    []float32
-	bq, bk, bv        []float32
-	wg, wu, wd        []float32
-}
-
 type engine struct {
 	c       llm.Config
-	embed   []float32
-	norm    []float32
-	out     []float32
-	layers  []eLayer
+	w       *llm.LlamaWeights // nn/llm's own weights (as stored, read in place: no second copy)
 	workers int
 	macs    float64 // multiply-adds spent so far: the deterministic budget's unit
+	err     error   // the first failure of a product (a memory fault in the mapped file)
 }
 
 // kv is a key/value cache: per layer, n rows of KVHeads·HeadDim.
@@ -52,82 +42,21 @@ func (s *seq) pos() int {
 	return n
 }
 
-// tensor names of the two conventions llm.Load reads (GGUF as llama.cpp writes them, and
-// Hugging Face safetensors)
-type eNames struct{ embed, norm, out, an, q, k, v, o, fn, g, u, d string }
+// newEngine runs the probe's batched passes over the weights of a loaded llama-like model.
+func newEngine(lm *llm.Model, workers int) (*engine, error) {
+	w, ok := lm.Llama()
+	if !ok {
+		return nil, fmt.Errorf("probe: the batched engine runs plain llama-style decoders only, not this %s", lm.Config.Arch)
+	}
+	return &engine{c: lm.Config, w: w, workers: max(workers, 1)}, nil
+}
 
-var eGGUF = eNames{"token_embd.weight", "output_norm.weight", "output.weight", "blk.%d.attn_norm.weight", "blk.%d.attn_q", "blk.%d.attn_k", "blk.%d.attn_v", "blk.%d.attn_output.weight", "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight"}
-var eHF = eNames{"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj", "model.layers.%d.self_attn.k_proj", "model.layers.%d.self_attn.v_proj", "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight", "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight"}
-
-// loadEngine reads the weights of a decoder whose configuration llm has parsed.
-func loadEngine(fm *formats.Model, c llm.Config, workers int) (*engine, error) {
-	nm := eHF
-	if fm.Format == "gguf" {
-		nm = eGGUF
+// mul is y = x·Wᵀ (+ bias) over the engine's workers; the first failure is kept in e.err
+// (the outputs are then not meaningful, and the passes stop at their next check).
+func (e *engine) mul(w llm.Matrix, y, x []float32, T int) {
+	if err := w.Mul(e.workers, y, x, T); err != nil && e.err == nil {
+		e.err = err
 	}
-	read := func(name string, n int) ([]float32, error) {
-		t := fm.Tensor(name)
-		if t == nil {
-			return nil, fmt.Errorf("probe: tensor %q is missing", name)
-		}
-		if t.Elements() != int64(n) {
-			return nil, fmt.Errorf("probe: tensor %q has %d values, want %d", name, t.Elements(), n)
-		}
-		r, err := fm.NewTensorReader(t)
-		if err != nil {
-			return nil, err
-		}
-		v := make([]float32, n)
-		return v, r.ReadElements(0, v)
-	}
-	opt := func(name string, n int) ([]float32, error) {
-		if fm.Tensor(name) == nil {
-			return nil, nil
-		}
-		return read(name, n)
-	}
-	H, D := c.Hidden, c.HeadDim
-	qd, kvd := c.Heads*D, c.KVHeads*D
-	e := &engine{c: c, workers: max(workers, 1)}
-	var err error
-	if e.embed, err = read(nm.embed, c.Vocab*H); err != nil {
-		return nil, err
-	}
-	if e.norm, err = read(nm.norm, H); err != nil {
-		return nil, err
-	}
-	e.out = e.embed
-	if fm.Tensor(nm.out) != nil {
-		if e.out, err = read(nm.out, c.Vocab*H); err != nil {
-			return nil, err
-		}
-	}
-	for l := 0; l < c.Layers; l++ {
-		var ly eLayer
-		f := func(s string) string { return fmt.Sprintf(s, l) }
-		for _, s := range []struct {
-			dst  *[]float32
-			name string
-			n    int
-		}{{&ly.attnNorm, f(nm.an), H}, {&ly.wq, f(nm.q) + ".weight", qd * H}, {&ly.wk, f(nm.k) + ".weight", kvd * H},
-			{&ly.wv, f(nm.v) + ".weight", kvd * H}, {&ly.wo, f(nm.o), H * qd}, {&ly.ffnNorm, f(nm.fn), H},
-			{&ly.wg, f(nm.g), c.FF * H}, {&ly.wu, f(nm.u), c.FF * H}, {&ly.wd, f(nm.d), H * c.FF}} {
-			if *s.dst, err = read(s.name, s.n); err != nil {
-				return nil, err
-			}
-		}
-		if ly.bq, err = opt(f(nm.q)+".bias", qd); err != nil {
-			return nil, err
-		}
-		if ly.bk, err = opt(f(nm.k)+".bias", kvd); err != nil {
-			return nil, err
-		}
-		if ly.bv, err = opt(f(nm.v)+".bias", kvd); err != nil {
-			return nil, err
-		}
-		e.layers = append(e.layers, ly)
-	}
-	return e, nil
 }
 
 // tokenMACs is the arithmetic of one token through the layers (without attention and the
@@ -181,7 +110,9 @@ func (e *engine) step(seqs []*seq, toks [][]int) [][]float32 {
 	for i := range seqs {
 		for j, id := range toks[i] {
 			r := start[i] + j
-			copy(x[r*H:(r+1)*H], e.embed[id*H:(id+1)*H])
+			if err := e.w.Embed.Row(id, x[r*H:(r+1)*H]); err != nil && e.err == nil {
+				e.err = err
+			}
 		}
 	}
 	xn := make([]float32, T*H)
@@ -219,15 +150,12 @@ func (e *engine) step(seqs []*seq, toks [][]int) [][]float32 {
 		}
 	}
 	var attMACs float64
-	for l := range e.layers {
-		ly := &e.layers[l]
-		e.rmsnorm(xn, x, ly.attnNorm, T)
-		e.matmul(q, xn, ly.wq, T, H, qd)
-		e.matmul(k, xn, ly.wk, T, H, kvd)
-		e.matmul(v, xn, ly.wv, T, H, kvd)
-		bias(q, ly.bq, T)
-		bias(k, ly.bk, T)
-		bias(v, ly.bv, T)
+	for l := range e.w.Layers {
+		ly := &e.w.Layers[l]
+		e.rmsnorm(xn, x, ly.AttnNorm, T)
+		e.mul(ly.Q, q, xn, T)
+		e.mul(ly.K, k, xn, T)
+		e.mul(ly.V, v, xn, T)
 		for r := 0; r < T; r++ {
 			for h := 0; h < c.Heads; h++ {
 				rot(q[r*qd+h*D:r*qd+(h+1)*D], r)
@@ -298,18 +226,18 @@ func (e *engine) step(seqs []*seq, toks [][]int) [][]float32 {
 		for r := 0; r < T; r++ {
 			attMACs += 2 * float64(pos[r]+1) * float64(qd)
 		}
-		e.matmul(o, att, ly.wo, T, qd, H)
+		e.mul(ly.O, o, att, T)
 		for i := range x {
 			x[i] += o[i]
 		}
-		e.rmsnorm(xn, x, ly.ffnNorm, T)
-		e.matmul(g, xn, ly.wg, T, H, c.FF)
-		e.matmul(u, xn, ly.wu, T, H, c.FF)
+		e.rmsnorm(xn, x, ly.FFNNorm, T)
+		e.mul(ly.Gate, g, xn, T)
+		e.mul(ly.Up, u, xn, T)
 		for i := range g {
 			gv := g[i]
 			g[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
 		}
-		e.matmul(o, g, ly.wd, T, c.FF, H)
+		e.mul(ly.Down, o, g, T)
 		for i := range x {
 			x[i] += o[i]
 		}
@@ -324,7 +252,7 @@ func (e *engine) step(seqs []*seq, toks [][]int) [][]float32 {
 		copy(last[i*H:(i+1)*H], x[(start[i+1]-1)*H:start[i+1]*H])
 	}
 	hn := make([]float32, len(seqs)*H)
-	e.rmsnorm(hn, last, e.norm, len(seqs))
+	e.rmsnorm(hn, last, e.w.Norm, len(seqs))
 	for i := range outs {
 		outs[i] = hn[i*H : (i+1)*H : (i+1)*H]
 	}
@@ -339,7 +267,7 @@ func (e *engine) logits(hs [][]float32) [][]float32 {
 		copy(x[i*H:], h)
 	}
 	y := make([]float32, len(hs)*V)
-	e.matmul(y, x, e.out, len(hs), H, V)
+	e.mul(e.w.Out, y, x, len(hs))
 	e.macs += float64(len(hs)) * e.headMACs()
 	out := make([][]float32, len(hs))
 	for i := range out {
@@ -370,72 +298,6 @@ func (e *engine) rmsnorm(dst, x, w []float32, T int) {
 			d[i] = v * inv * w[i]
 		}
 	}
-}
-
-func bias(a, b []float32, T int) {
-	if b == nil {
-		return
-	}
-	n := len(b)
-	for t := 0; t < T; t++ {
-		r := a[t*n : (t+1)*n]
-		for i := range r {
-			r[i] += b[i]
-		}
-	}
-}
-
-// matmul: y[T×N] = x[T×K]·wᵀ (w is N×K); the output rows are split across the workers, and
-// each weight row is applied to four input rows at a time. Every output value is one dot
-// product in a fixed order, so the result does not depend on the number of workers.
-func (e *engine) matmul(y, x, w []float32, T, K, N int) {
-	run := e.parallel
-	if T*K*N < 1<<17 {
-		run = func(n int, f func(lo, hi int)) { f(0, n) }
-	}
-	run(N, func(lo, hi int) {
-		const tb = 64 // input rows per block, so they stay in cache while the weights stream
-		for t0 := 0; t0 < T; t0 += tb {
-			t1 := min(t0+tb, T)
-			for n := lo; n < hi; n++ {
-				wn := w[n*K : (n+1)*K]
-				t := t0
-				for ; t+4 <= t1; t += 4 {
-					a, b, c, d := dot4(wn, x[t*K:(t+1)*K], x[(t+1)*K:(t+2)*K], x[(t+2)*K:(t+3)*K], x[(t+3)*K:(t+4)*K])
-					y[t*N+n], y[(t+1)*N+n], y[(t+2)*N+n], y[(t+3)*N+n] = a, b, c, d
-				}
-				for ; t < t1; t++ {
-					y[t*N+n] = dot(wn, x[t*K:(t+1)*K])
-				}
-			}
-		}
-	})
-}
-
-// dot4 is four dot products of w with x0…x3, sharing the loads of w.
-func dot4(w, x0, x1, x2, x3 []float32) (float32, float32, float32, float32) {
-	n := len(w)
-	x0, x1, x2, x3 = x0[:n], x1[:n], x2[:n], x3[:n]
-	var a0, a1, b0, b1, c0, c1, d0, d1 float32
-	i := 0
-	for ; i+2 <= n; i += 2 {
-		u, v := w[i], w[i+1]
-		a0 += u * x0[i]
-		a1 += v * x0[i+1]
-		b0 += u * x1[i]
-		b1 += v * x1[i+1]
-		c0 += u * x2[i]
-		c1 += v * x2[i+1]
-		d0 += u * x3[i]
-		d1 += v * x3[i+1]
-	}
-	for ; i < n; i++ {
-		a0 += w[i] * x0[i]
-		b0 += w[i] * x1[i]
-		c0 += w[i] * x2[i]
-		d0 += w[i] * x3[i]
-	}
-	return a0 + a1, b0 + b1, c0 + c1, d0 + d1
 }
 
 func dot(a, b []float32) float32 {

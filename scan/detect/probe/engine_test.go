@@ -24,7 +24,7 @@ func TestEngineMatchesLLM(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := loadEngine(fm, lm.Config, 2)
+		e, err := newEngine(lm, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -281,7 +281,7 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 	prog := newProgress(m.Files[0].Path)
 	defer prog.done()
 	prog.on = prog.on && true
-	e, err := loadEngine(m.Model, ses.lm.Config, max(m.Jobs, 1))
+	e, err := newEngine(ses.lm, max(m.Jobs, 1))
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
