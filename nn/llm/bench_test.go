@@ -86,7 +86,7 @@ func Benchmark134M(b *testing.B) {
 	if dir == "" {
 		b.Skip("set KENSA_BENCH_134M to the directory written by go run ./testdata/gen -runtime")
 	}
-	for _, f := range []string{"llama-134m-f32.gguf", "llama-134m-q8_0.gguf"} {
+	for _, f := range []string{"llama-134m-f32.gguf", "llama-134m-q8_0.gguf", "llama-134m-q4_k_m.gguf"} {
 		b.Run(f, func(b *testing.B) { benchModel(b, filepath.Join(dir, f)) })
 	}
 }

@@ -5,13 +5,15 @@ import (
 	"math"
 
 	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/nn/kernels"
 )
 
 // State is the KV cache of one sequence.
 type State struct {
-	pos  int
-	max  int
-	k, v [][]float32 // per layer: [max, kvHeads*headDim]
+	pos int
+	max int
+	k   [][]float32 // per layer: [max, kvHeads*headDim]
+	v   [][]float32 // per layer: [kvHeads*headDim, max], transposed (a channel's history is contiguous)
 }
 
 // NewState returns an empty sequence of at most maxLen tokens.
@@ -142,8 +144,14 @@ func (m *Model) forward(s *State, ids []int, all bool, obs Observer, fe *faultBo
 			}
 		}
 		copy(s.k[l][s.pos*kvd:], k)
-		copy(s.v[l][s.pos*kvd:], v)
-		m.attention(run, att, q, s.k[l], s.v[l], s.pos, T, ly.window)
+		vt := s.v[l]
+		for t := 0; t < T; t++ {
+			vr := v[t*kvd : (t+1)*kvd]
+			for ch, x := range vr {
+				vt[ch*s.max+s.pos+t] = x
+			}
+		}
+		m.attention(run, att, q, s.k[l], vt, s.max, s.pos, T, ly.window)
 		ly.o.mul(run, o, att, T)
 		if ly.postAttnNorm != nil {
 			rmsnorm(o, o, ly.postAttnNorm, H, c.Eps)
@@ -539,7 +547,7 @@ func (m *Model) applyRope(h []float32, cos, sin []float32) {
 // pos0) against the cache holding positions 0..pos0+T-1: scores q·k·kqScale, soft-capped
 // when the model caps them, restricted to the last window positions when window > 0
 // (key j is visible from query i when i-j < window), softmax in ggml's steps.
-func (m *Model) attention(run runner, out, q, kc, vc []float32, pos0, T, window int) {
+func (m *Model) attention(run runner, out, q, kc, vt []float32, stride, pos0, T, window int) {
 	c := &m.Config
 	D := c.HeadDim
 	qd, kvd := c.Heads*D, c.KVHeads*D
@@ -565,7 +573,7 @@ func (m *Model) attention(run runner, out, q, kc, vc []float32, pos0, T, window 
 			}
 			mx := float32(math.Inf(-1))
 			for j := j0; j < n; j++ {
-				sc := dot(qv, kc[j*kvd+kh*D:j*kvd+(kh+1)*D])
+				sc := kernels.Dot(qv, kc[j*kvd+kh*D:j*kvd+(kh+1)*D])
 				if cap != 0 {
 					sc = float32(math.Tanh(float64(sc*invCap))) * cap
 				}
@@ -577,21 +585,21 @@ func (m *Model) attention(run runner, out, q, kc, vc []float32, pos0, T, window 
 			}
 			var sum float64
 			for j := j0; j < n; j++ {
-				e := float32(math.Exp(float64(scores[j] - mx)))
+				e := kernels.Exp(scores[j] - mx)
 				scores[j] = e
 				sum += float64(e)
 			}
-			o := out[t*qd+h*D : t*qd+(h+1)*D]
-			for i := range o {
-				o[i] = 0
-			}
 			inv := float32(1 / sum)
 			for j := j0; j < n; j++ {
-				p := scores[j] * inv
-				vv := vc[j*kvd+kh*D : j*kvd+(kh+1)*D]
-				for i := range o {
-					o[i] += p * vv[i]
-				}
+				scores[j] *= inv
+			}
+			// the values are cached transposed (channel-major), so each output channel
+			// is one dot product of the probabilities with that channel's history
+			o := out[t*qd+h*D : t*qd+(h+1)*D]
+			p := scores[j0:n]
+			for i := range o {
+				ch := (kh*D + i) * stride
+				o[i] = kernels.Dot(p, vt[ch+j0:ch+n])
 			}
 		}
 	})

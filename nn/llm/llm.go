@@ -153,6 +153,13 @@ func Architectures() (gguf, hf []string) {
 	return gguf, hf
 }
 
+// ArchitectureList names the architectures the runtime runs, for messages:
+// "GGUF llama, mistral, ...; Hugging Face llama, mistral, ...".
+func ArchitectureList() string {
+	g, h := Architectures()
+	return "GGUF " + strings.Join(g, ", ") + "; Hugging Face " + strings.Join(h, ", ")
+}
+
 func sortStrings(s []string) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {

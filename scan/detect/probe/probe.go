@@ -759,7 +759,7 @@ func unsupported(m *scan.Model) string {
 		}
 	}
 	if arch == "" {
-		return "a language model whose architecture kensa's runtime does not support (it runs llama, mistral and qwen2)"
+		return "a language model whose architecture kensa's runtime does not support (it runs " + llm.ArchitectureList() + ")"
 	}
-	return fmt.Sprintf("architecture %s not supported by kensa's runtime (it runs llama, mistral and qwen2)", arch)
+	return fmt.Sprintf("architecture %s not supported by kensa's runtime (it runs %s)", arch, llm.ArchitectureList())
 }

@@ -84,7 +84,7 @@ func runBench(ctx context.Context, o *benchOptions, path string, s *streams) err
 	}
 	defer fm.Close()
 	if !llm.Supported(fm) {
-		return usageError{fmt.Errorf("%s is not a decoder kensa's runtime can run", path)}
+		return usageError{fmt.Errorf("%s is not a decoder kensa's runtime can run (it runs %s)", path, llm.ArchitectureList())}
 	}
 	m, err := llm.Load(fm)
 	if err != nil {

@@ -21,6 +21,7 @@ type generateOptions struct {
 	n      int
 	logits bool
 	jobs   int
+	f32    bool
 }
 
 func newGenerateCmd(s *streams) *cobra.Command {
@@ -28,14 +29,21 @@ func newGenerateCmd(s *streams) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "generate MODEL [PROMPT]",
 		Short: "Run a supported model by hand: greedy continuation of a prompt",
-		Long: `Run a llama-family decoder (llama, mistral, qwen2) from a GGUF file or a Hugging Face
-directory (config.json + safetensors) on the CPU, and print the greedy continuation of
-PROMPT (or of the token ids given with --ids; with neither, of the BOS token).
+		Long: `Run a decoder from a GGUF file or a Hugging Face directory (config.json +
+safetensors) on the CPU, and print the greedy continuation of PROMPT (or of the token ids
+given with --ids; with neither, of the BOS token).
 
 With --logits, print instead JSON {"ids": [...], "logits": [[...], ...]}: the ids of the
 prompt and of the -n generated tokens, and the logits at every position.
 
-The weights are held as float32 in memory (4 bytes per parameter).`,
+Architectures: ` + llm.ArchitectureList() + `.
+
+The weights stay in the type the file stores them in and are read in place from the
+memory-mapped file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K..Q6_K have their
+own kernels, other types are dequantized a row at a time); the activations are quantized
+for the integer kernels as llama.cpp does. Memory: the file plus the KV cache. With
+--float32, the weights are converted to float32 instead and the activations stay float32:
+the arithmetic of a float reference pass over the dequantized weights.`,
 		Example: `  kensa generate stories260K.gguf "Once upon a time"
   kensa generate ./hf-model --ids 1,125,25,90 --logits -n 0`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -60,6 +68,7 @@ The weights are held as float32 in memory (4 bytes per parameter).`,
 	f.IntVarP(&o.n, "n", "n", 32, "tokens to generate (default 0 with --logits)")
 	f.BoolVar(&o.logits, "logits", false, "print the logits of every position as JSON")
 	f.IntVarP(&o.jobs, "jobs", "j", runtime.NumCPU(), "parallel workers")
+	f.BoolVar(&o.f32, "float32", false, "convert the weights to float32 at load and keep the activations in float32 (a float reference pass's arithmetic, 4 bytes per weight)")
 	return c
 }
 
@@ -76,9 +85,9 @@ func runGenerate(ctx context.Context, o *generateOptions, path, prompt string, s
 	}
 	defer fm.Close()
 	if !llm.Supported(fm) {
-		return usageError{fmt.Errorf("%s is not a llama-family decoder (llama, mistral, qwen2) that kensa can run", path)}
+		return usageError{fmt.Errorf("%s is not a decoder kensa's runtime can run (it runs %s)", path, llm.ArchitectureList())}
 	}
-	m, err := llm.Load(fm)
+	m, err := llm.LoadWith(fm, llm.Options{Float32: o.f32})
 	if err != nil {
 		return targetError{path: path, err: err}
 	}
