@@ -119,9 +119,7 @@ func (m *Model) forward(s *State, ids []int, all bool, obs Observer, fe *faultBo
 	for l := range m.layers {
 		ly := &m.layers[l]
 		m.normalize(xn, x, ly.attnNorm, ly.attnNormB, H)
-		ly.q.mul(run, q, xn, T)
-		ly.k.mul(run, k, xn, T)
-		ly.v.mul(run, v, xn, T)
+		mulShared(run, []*linear{&ly.q, &ly.k, &ly.v}, [][]float32{q, k, v}, xn, T)
 		if ly.qNorm != nil {
 			rmsnorm(q, q, ly.qNorm, D, c.Eps)
 			rmsnorm(k, k, ly.kNorm, D, c.Eps)
@@ -302,17 +300,17 @@ func grow(b *[]float32, n int) []float32 {
 func (m *Model) mlp(run runner, dst, xn []float32, T int, gate, up, down *linear, b *mlpBuffers) []float32 {
 	ff := up.out()
 	u := grow(&b.u, T*ff)
-	up.mul(run, u, xn, T)
 	h := u
 	if gate.w != nil {
 		g := grow(&b.g, T*ff)
-		gate.mul(run, g, xn, T)
+		mulShared(run, []*linear{up, gate}, [][]float32{u, g}, xn, T)
 		m.activate(g)
 		for i := range g {
 			g[i] *= u[i]
 		}
 		h = g
 	} else {
+		up.mul(run, u, xn, T)
 		m.activate(u)
 	}
 	down.mul(run, dst, h, T)

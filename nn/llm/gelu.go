@@ -1,6 +1,8 @@
 package llm
 
 import (
+	"github.com/kensa-scan/kensa/nn/kernels"
+
 	"math"
 	"sync"
 
@@ -72,6 +74,6 @@ func geluTanh(v []float32) {
 // silu applies x·sigmoid(x) in place.
 func silu(v []float32) {
 	for i, x := range v {
-		v[i] = x / (1 + float32(math.Exp(float64(-x))))
+		v[i] = x / (1 + kernels.Exp(-x))
 	}
 }

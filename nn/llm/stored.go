@@ -83,3 +83,50 @@ func (s *storedMatrix) mul(run runner, y, x []float32, T int) {
 	}
 	actPool.Put(b)
 }
+
+// mulShared computes dsts[i] = x·ls[i]ᵀ (+ bias) for several matrices that read the same
+// input (q, k and v; gate and up): when all are stored matrices, the input is prepared
+// (quantized) once for all of them rather than once per matrix.
+func mulShared(run runner, ls []*linear, dsts [][]float32, x []float32, T int) {
+	var ms []*storedMatrix
+	for _, l := range ls {
+		sm, ok := l.w.(*storedMatrix)
+		if !ok || sm.m.Cols != ls[0].w.cols() {
+			for i, l := range ls {
+				l.mul(run, dsts[i], x, T)
+			}
+			return
+		}
+		ms = append(ms, sm)
+	}
+	K := ls[0].w.cols()
+	b := getActs(T)
+	acts := b.acts[:T]
+	for t, a := range acts {
+		a.Set(x[t*K:(t+1)*K], ms[0].m.Type)
+		for _, sm := range ms[1:] {
+			a.Add(sm.m.Type)
+		}
+	}
+	for i, sm := range ms {
+		N := sm.m.Rows
+		y := dsts[i][:T*N]
+		r := run
+		if T*K*N < 1<<18 {
+			r = serial
+		}
+		if T == 1 {
+			r(N, func(lo, hi int) { sm.m.MulVec(y, acts[0], lo, hi) })
+		} else {
+			for t := range b.dst {
+				b.dst[t] = y[t*N : (t+1)*N]
+			}
+			r(N, func(lo, hi int) { sm.m.MulMat(b.dst, acts, lo, hi) })
+		}
+		addBias(y, ls[i].b, T)
+	}
+	for t := range b.dst {
+		b.dst[t] = nil
+	}
+	actPool.Put(b)
+}
