@@ -529,7 +529,7 @@ func TestQuantizeQ8(t *testing.T) {
 			}
 			iscale := -127 / maxv
 			for j, v := range xb {
-				f := float32(iscale * v) // rounded: no multiply-add fused with the next line (arm64)
+				f := float32(iscale * v)                                             // rounded: no multiply-add fused with the next line (arm64)
 				nearest := int(math.Float32bits(f+12582912)&0x007fffff) - 0x00400000 // ggml's nearest_int
 				if int(b.qs[j]) != min(127, nearest) {
 					t.Fatalf("Q8_K block %d elem %d: q %d, want %d", i, j, b.qs[j], nearest)
