@@ -365,9 +365,13 @@ func poolChoices(convs []*layer, i int, useGaps bool) []bool {
 	return []bool{false, true}
 }
 
+// satCap is where plan counts saturate (1<<40 where int has 64 bits, 1<<30 on 32-bit
+// platforms).
+const satCap = 1 << (30 + 10*(^uint(0)>>63))
+
 func satAdd(a, b int) int {
-	if a > 1<<40-b {
-		return 1 << 40
+	if a > satCap-b {
+		return satCap
 	}
 	return a + b
 }

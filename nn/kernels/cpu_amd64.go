@@ -1,3 +1,5 @@
+// NOTE TO HELPER SESSIONS: read /work/main/nn/kernels/_asm/RULES-FOR-HELPERS.md (the @@COMMON@@ of your prompt).
+
 //go:build amd64 && !purego
 
 package kernels
@@ -16,3 +18,16 @@ var (
 	useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ
 	useVNNI   = useAVX512 && cpu.X86.HasAVX512VNNI
 )
+
+// Features names the instruction sets the kernels use on this CPU.
+func Features() string {
+	switch {
+	case useVNNI:
+		return "amd64 AVX-512+VNNI"
+	case useAVX512:
+		return "amd64 AVX-512"
+	case useAVX2:
+		return "amd64 AVX2+FMA"
+	}
+	return "pure Go"
+}

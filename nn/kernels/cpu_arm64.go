@@ -15,3 +15,14 @@ var (
 	useNEON = cpu.ARM64.HasASIMD && os.Getenv("KENSA_KERNELS") != "go"
 	useSDOT = useNEON && cpu.ARM64.HasASIMDDP // SDOT (FEAT_DotProd, ARMv8.2 and later)
 )
+
+// Features names the instruction sets the kernels use on this CPU.
+func Features() string {
+	switch {
+	case useSDOT:
+		return "arm64 NEON+SDOT"
+	case useNEON:
+		return "arm64 NEON"
+	}
+	return "pure Go"
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kensa-scan/kensa/formats"
+	"github.com/kensa-scan/kensa/nn/kernels"
 	"github.com/kensa-scan/kensa/nn/llm"
 )
 
@@ -68,6 +69,7 @@ type benchResult struct {
 	StdDevTPS  float64 `json:"stddev_ts"`
 	LoadS      float64 `json:"load_seconds"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
+	Kernels    string  `json:"kernels"` // the instruction sets of the matrix kernels ("amd64 AVX-512+VNNI", "pure Go")
 }
 
 func runBench(ctx context.Context, o *benchOptions, path string, s *streams) error {
@@ -102,7 +104,7 @@ func runBench(ctx context.Context, o *benchOptions, path string, s *streams) err
 		x = x*1664525 + 1013904223
 		ids[i] = int(x>>8) % m.Config.Vocab
 	}
-	base := benchResult{Model: path, Arch: m.Config.Arch, Params: fm.Parameters(), SizeBytes: size, Threads: o.jobs, LoadS: load}
+	base := benchResult{Model: path, Arch: m.Config.Arch, Params: fm.Parameters(), SizeBytes: size, Threads: o.jobs, LoadS: load, Kernels: kernels.Features()}
 	var rows []benchResult
 	measure := func(test string, n int, run func() error) error {
 		var ts []float64
@@ -165,7 +167,7 @@ func runBench(ctx context.Context, o *benchOptions, path string, s *streams) err
 	for _, r := range rows {
 		fmt.Fprintf(w, "| %-28s | %-10s | %9s | %8s | %7d | %8s | %10.2f ± %6.2f |\n", shorten(r.Model, 28), r.Arch, humanBytes(r.SizeBytes), humanCount(r.Params), r.Threads, r.Test, r.TokensPerS, r.StdDevTPS)
 	}
-	fmt.Fprintf(w, "\nload %.2f s, peak RSS %s (file %s)\n", load, humanBytes(peak), humanBytes(size))
+	fmt.Fprintf(w, "\nload %.2f s, peak RSS %s (file %s), kernels %s\n", load, humanBytes(peak), humanBytes(size), kernels.Features())
 	return nil
 }
 
