@@ -16,21 +16,47 @@ RACEPKGS  := ./internal/tensorwalk/... ./formats/... ./scan ./scan/report/... ./
 # Parsers with a FuzzReader.
 FUZZPKGS  := ./formats/gguf ./formats/safetensors ./formats/pickle ./formats/pytorch
 
-.PHONY: all build test lint unit race fuzz-short fuzz bench bench-runtime bench-compare eval demo perf perf-diff perf-probe clean
+.PHONY: all build test lint cross asm asm-check kernels-alt unit race fuzz-short fuzz bench bench-runtime bench-compare eval demo perf perf-diff perf-probe clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kensa
 
-## test: everything CI runs — lint, unit and corpus conformance tests, race tests, a short fuzz pass.
-test: lint unit race fuzz-short
+## test: everything CI runs — lint, cross builds, unit and corpus conformance tests, the kernels' other paths, race tests, a short fuzz pass.
+test: lint cross asm-check unit kernels-alt race fuzz-short
 
 lint:
 	@echo "== gofmt"; out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@echo "== go vet"; $(GO) vet ./...
 	@echo "== staticcheck"; $(GO) run $(STATICCHECK) ./...
+
+## cross: kensa builds without cgo for other platforms (32-bit, arm64, Windows, macOS, and without assembly).
+cross:
+	@for t in linux/386 linux/arm64 linux/arm windows/amd64 darwin/arm64 linux/riscv64; do \
+	  echo "== build $$t"; CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/kensa || exit 1; done
+	@echo "== build -tags purego"; CGO_ENABLED=0 $(GO) build -tags purego -o /dev/null ./cmd/kensa
+	@echo "== vet arm64"; GOARCH=arm64 $(GO) vet ./nn/kernels/
+
+## asm: regenerate the amd64 assembly of nn/kernels with avo (the generators are in nn/kernels/_asm).
+asm:
+	cd nn/kernels && $(GO) generate .
+
+## asm-check: the committed assembly is what the generators write.
+asm-check:
+	@echo "== asm up to date"; tmp=$$(mktemp -d); cp nn/kernels/*_amd64.s nn/kernels/*_stub_amd64.go $$tmp/; \
+	  $(MAKE) -s asm >/dev/null; \
+	  for f in $$tmp/*; do cmp -s $$f nn/kernels/$$(basename $$f) || { echo "$$(basename $$f) differs from its generator: run make asm"; rm -rf $$tmp; exit 1; }; done; rm -rf $$tmp
+
+## kernels-alt: the kernels' pure-Go path (-tags purego, KENSA_KERNELS=go) and, where qemu-aarch64-static is installed, the arm64 NEON path with and without SDOT.
+kernels-alt:
+	@echo "== go test -tags purego ./nn/kernels ./nn/llm"; $(GO) test -count=1 -tags purego ./nn/kernels/ ./nn/llm/
+	@echo "== KENSA_KERNELS=go go test ./nn/kernels"; KENSA_KERNELS=go $(GO) test -count=1 ./nn/kernels/
+	@if command -v qemu-aarch64-static >/dev/null; then \
+	  echo "== arm64 (qemu, dotprod)"; QEMU_CPU=max GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./nn/kernels/ && \
+	  echo "== arm64 (qemu, no dotprod)"; QEMU_CPU=cortex-a72 GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./nn/kernels/; \
+	else echo "== arm64 kernels SKIPPED: qemu-aarch64-static not installed (apt-get install qemu-user-static)"; fi
 
 unit:
 	@echo "== go test"; $(GO) test -count=1 ./...
