@@ -1,6 +1,9 @@
 package kernels
 
-import "math"
+import (
+	"math"
+	"reflect"
+)
 
 // Float dots: weights F32, F16 or BF16 read in place (F16 through a table, BF16 by a
 // shift) times float32 activations. Like ggml_vec_dot_f32/f16's reference code, each
@@ -158,4 +161,112 @@ func dot4F16Go(dst *[4]float32, w []byte, x0, x1, x2, x3 []float32) {
 
 func dot4BF16Go(dst *[4]float32, w []byte, x0, x1, x2, x3 []float32) {
 	dot4Float(dst, w, 2, decodeBF16, x0, x1, x2, x3)
+}
+
+// A floatTile is a register-tiled float dot for MulMat (assembly; see float_amd64.go): it
+// multiplies rows consecutive weight rows by up to vecs (at most maxTileVecs) activation
+// vectors in one pass over the rows, so that each loaded weight serves every vector and
+// each loaded activation every row. fn[v-1] handles v vectors: it sets out[j*rows+r] to the
+// dot of row r (the rows are stride bytes apart from w) with vector j (x0, x1, ...) over the
+// first n elements, n a multiple of lanes. tail is the pure-Go dot that adds the remaining
+// elements; dot4 is the four-vector dot installed with the tile.
+type floatTile struct {
+	rows, vecs, lanes, size int
+	fn                      []floatTileFunc
+	tail                    dotFFunc
+	dot4                    dotFx4Func
+}
+
+type floatTileFunc func(out *float32, w *byte, stride int, x0, x1, x2, x3, x4, x5 *float32, n int)
+
+// maxTileVecs is the most vectors of a floatTile; maxTileOut the most sums it stores.
+const (
+	maxTileVecs = 6
+	maxTileOut  = 4 * maxTileVecs
+)
+
+// The register tiles of the float types, set at init time with the assembly dots (nil when
+// there are none).
+var tileF32, tileF16, tileBF16 *floatTile
+
+// floatTileOf returns the register tile of float kernel k, or nil. The tile is used only
+// while k's four-vector dot is still the one installed with it, so that a test that swaps
+// in the pure-Go dots gets their results (and their bits) from MulMat too.
+func floatTileOf(k *kernel) *floatTile {
+	var t *floatTile
+	switch k.dotF4 {
+	case &dot4F32:
+		t = tileF32
+	case &dot4F16:
+		t = tileF16
+	case &dot4BF16:
+		t = tileBF16
+	}
+	if t == nil || reflect.ValueOf(*k.dotF4).Pointer() != reflect.ValueOf(t.dot4).Pointer() {
+		return nil
+	}
+	return t
+}
+
+// mulMatFloat is MulMat for a float kernel with register tile t. The rows are taken in
+// tiles of about floatTileBytes (kept in the L2 cache) and the columns in chunks of
+// floatChunkCols; for each chunk, each group of t.vecs vectors (the chunk of each, kept in
+// the L1 cache) is run over the rows of the tile, t.rows at a time, adding the chunk's
+// sums into a buffer. The elements after the last whole vector of lanes are added with the
+// pure-Go dot, and the rows of the range after the last whole register tile are computed
+// with the one-row dots.
+func (m *Matrix) mulMatFloat(k *kernel, t *floatTile, dst [][]float32, xs []*Activations, lo, hi int) {
+	rb, n, nx := m.RowBytes, m.Cols, len(xs)
+	main := n - n%t.lanes
+	tile := max(t.rows, floatTileBytes/rb/t.rows*t.rows)
+	groups := (nx + t.vecs - 1) / t.vecs
+	per := t.rows * t.vecs // sums per register tile and group
+	buf := getScratch(groups * tile / t.rows * per)
+	defer putScratch(buf)
+	var xp [maxTileVecs]*float32
+	r := lo
+	for r+t.rows <= hi {
+		t1 := r + min(tile, (hi-r)/t.rows*t.rows)
+		blocks := (t1 - r) / t.rows
+		sums := (*buf)[:groups*blocks*per]
+		clear(sums)
+		for c0 := 0; c0 < main; c0 += floatChunkCols {
+			nc := min(main-c0, floatChunkCols)
+			for g := 0; g < groups; g++ {
+				j0 := g * t.vecs
+				nv := min(t.vecs, nx-j0)
+				for j := range xp {
+					xp[j] = &xs[j0+min(j, nv-1)].x[c0]
+				}
+				fn := t.fn[nv-1]
+				out := sums[g*blocks*per : (g+1)*blocks*per]
+				for b := 0; b < blocks; b++ {
+					w := m.Data[(r+b*t.rows)*rb+c0*t.size:]
+					fn(&out[b*per], &w[0], rb, xp[0], xp[1], xp[2], xp[3], xp[4], xp[5], nc)
+				}
+			}
+		}
+		for g := 0; g < groups; g++ {
+			j0 := g * t.vecs
+			nv := min(t.vecs, nx-j0)
+			for b := 0; b < blocks; b++ {
+				out := sums[(g*blocks+b)*per:]
+				r0 := r + b*t.rows
+				for j := 0; j < nv; j++ {
+					d, o := dst[j0+j][r0:r0+t.rows], out[j*t.rows:(j+1)*t.rows]
+					if main < n {
+						x := xs[j0+j].x[main:]
+						for q := range o {
+							o[q] += t.tail(m.Data[(r0+q)*rb+main*t.size:(r0+q+1)*rb], x)
+						}
+					}
+					copy(d, o)
+				}
+			}
+		}
+		r = t1
+	}
+	for i := 0; r < hi && i < nx; i += 4 {
+		m.mulTileRows(k, dst[i:min(i+4, nx)], xs[i:min(i+4, nx)], r, hi)
+	}
 }

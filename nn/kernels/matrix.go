@@ -144,6 +144,12 @@ func (m *Matrix) MulMat(dst [][]float32, xs []*Activations, lo, hi int) {
 		putScratch(buf)
 		return
 	}
+	if k.form == formF32 {
+		if t := floatTileOf(k); t != nil {
+			m.mulMatFloat(k, t, dst, xs, lo, hi)
+			return
+		}
+	}
 	// Rows are taken in tiles of about tileBytes of weights; each tile is run through every
 	// group of four vectors in turn, so that both the tile and the group's activations stay
 	// in the L1 cache.
@@ -156,8 +162,14 @@ func (m *Matrix) MulMat(dst [][]float32, xs []*Activations, lo, hi int) {
 	}
 }
 
-// tileBytes is the weight bytes of one MulMat row tile.
-const tileBytes = 16 << 10
+// tileBytes is the weight bytes of one MulMat row tile; floatTileBytes and floatChunkCols
+// the row tile and column chunk of the float types when they have a register tile
+// (mulMatFloat; floatChunkCols a multiple of every tile's lanes).
+const (
+	tileBytes      = 16 << 10
+	floatTileBytes = 256 << 10
+	floatChunkCols = 1024
+)
 
 // mulTile computes rows [lo, hi) for up to four vectors (the four-vector dot when there
 // are four, else single dots).
@@ -166,20 +178,7 @@ func (m *Matrix) mulTile(k *kernel, dst [][]float32, xs []*Activations, lo, hi i
 	var out [4]float32
 	switch k.form {
 	case formF32:
-		if len(xs) == 4 {
-			f4 := *k.dotF4
-			for r := lo; r < hi; r++ {
-				f4(&out, m.Data[r*rb:(r+1)*rb], xs[0].x, xs[1].x, xs[2].x, xs[3].x)
-				dst[0][r], dst[1][r], dst[2][r], dst[3][r] = out[0], out[1], out[2], out[3]
-			}
-			return
-		}
-		f := *k.dotF
-		for r := lo; r < hi; r++ {
-			for i, x := range xs {
-				dst[i][r] = f(m.Data[r*rb:(r+1)*rb], x.x)
-			}
-		}
+		m.mulTileRows(k, dst, xs, lo, hi)
 	case formQ8:
 		if len(xs) == 4 {
 			f4 := *k.dotQ84
@@ -209,6 +208,26 @@ func (m *Matrix) mulTile(k *kernel, dst [][]float32, xs []*Activations, lo, hi i
 			for i, x := range xs {
 				dst[i][r] = f(m.Data[r*rb:(r+1)*rb], x.q8k)
 			}
+		}
+	}
+}
+
+// mulTileRows is mulTile for a float kernel, a row at a time.
+func (m *Matrix) mulTileRows(k *kernel, dst [][]float32, xs []*Activations, lo, hi int) {
+	rb := m.RowBytes
+	if len(xs) == 4 {
+		var out [4]float32
+		f4 := *k.dotF4
+		for r := lo; r < hi; r++ {
+			f4(&out, m.Data[r*rb:(r+1)*rb], xs[0].x, xs[1].x, xs[2].x, xs[3].x)
+			dst[0][r], dst[1][r], dst[2][r], dst[3][r] = out[0], out[1], out[2], out[3]
+		}
+		return
+	}
+	f := *k.dotF
+	for r := lo; r < hi; r++ {
+		for i, x := range xs {
+			dst[i][r] = f(m.Data[r*rb:(r+1)*rb], x.x)
 		}
 	}
 }
