@@ -1,5 +1,3 @@
-// NOTE TO HELPER SESSIONS: read /work/main/nn/kernels/_asm/RULES-FOR-HELPERS.md (the @@COMMON@@ of your prompt).
-
 //go:build amd64 && !purego
 
 package kernels

@@ -106,6 +106,11 @@ func BenchmarkPrepare(b *testing.B) {
 	x := randomActs(rand.New(rand.NewPCG(3, 3)), 2048)
 	for _, t := range []formats.DType{formats.F32, formats.Q8_0, formats.Q4_K} {
 		b.Run(kernelOf(t).formName(), func(b *testing.B) {
+			// as in production: lane words only where a pure-Go dot reads them (the
+			// tests force them on, see quant_test.go)
+			old := forceLanes
+			forceLanes = false
+			defer func() { forceLanes = old }()
 			a := Prepare(x, t)
 			b.SetBytes(4 * 2048)
 			for i := 0; i < b.N; i++ {

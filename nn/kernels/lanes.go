@@ -2,6 +2,8 @@ package kernels
 
 import (
 	"encoding/binary"
+	"math/bits"
+	"unsafe"
 
 	"github.com/x448/float16"
 )
@@ -54,12 +56,22 @@ func packWord(q0, q2, q4, q6 int8) int64 {
 	return int64(q0)<<48 + int64(q2)<<32 + int64(q4)<<16 + int64(q6)
 }
 
-// packGroups fills words (2 per group of 8) for the quants q.
+// packGroups fills words (2 per group of 8) for the quants q. With the eight bytes of a
+// group read as a little-endian word and byte-reversed (q7 in the low byte), the even
+// elements sit in the odd bytes (q0 in the top one) and the odd elements in the even bytes,
+// so masking gives each word's lanes as unsigned bytes u, U = Σ u_k·z^k; a lane holding a
+// negative quant q = u - 256 must borrow 256·z^k, which is U's bit 16k+7 moved up one:
+// packWord's value is U - 2·(U & 0x0080…0080) (modulo 2^64, as packWord's sum is).
 func packGroups(words []int64, q []int8) {
-	for g := 0; g < len(q)/8; g++ {
-		e := (*[8]int8)(q[8*g:])
-		words[2*g] = packWord(e[0], e[2], e[4], e[6])
-		words[2*g+1] = packWord(e[1], e[3], e[5], e[7])
+	const signs = 0x0080008000800080
+	n := len(q) / 8
+	words = words[:2*n]
+	for g := range n {
+		r := bits.ReverseBytes64(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Pointer(&q[8*g]))[:]))
+		e, o := r>>8&lane8, r&lane8
+		w := (*[2]int64)(words[2*g:])
+		w[0] = int64(e - (e&signs)<<1)
+		w[1] = int64(o - (o&signs)<<1)
 	}
 }
 
