@@ -1,29 +1,32 @@
-// Benchmarks of the pure-Go kernels, measured on the development machine (AMD EPYC,
-// Zen 5 family, KVM, 2 cores; go1.26, GOAMD64=v1), one core:
+// Benchmarks of the kernels, measured on the development machine (AMD EPYC, Zen 5 family,
+// KVM, 2 cores shared with other work; go1.26), one core:
 //
 //	go test ./nn/kernels/ -run XXX -bench 'MulVec|MulMat' -cpu 1 -benchtime 0.5s -count 3
 //
 // best of 3. GB/s counts weight bytes; GFLOP/s two per weight and activation vector.
-// MulMat is 32 activation vectors (GB/s there is the weight bytes once per 32 vectors).
-// IQ4_XS stands for the dequantizing fallback. Today's runtime (weights dequantized to
-// float32 at load) runs at the F32 row's GFLOP/s.
+// MulMat is 32 activation vectors. "Go" is the pure-Go path (KENSA_KERNELS=go), "asm" the
+// dispatched one on this CPU (AVX-512 VNNI for the quantized types, AVX-512 for the float
+// ones), 2026-12-03. IQ4_XS stands for the dequantizing fallback (pure Go everywhere).
 //
-//	type     MulVec 2048×2048     MulVec 5632×2048     MulMat 2048×2048×32
-//	         GB/s   GFLOP/s       GB/s   GFLOP/s       GFLOP/s
-//	Q8_0      4.09    7.7          4.07    7.7           9.1
-//	Q4_0      3.62   12.9          3.67   13.1          18.4
-//	Q4_1      4.63   14.8          4.39   14.1          19.6
-//	Q5_0      3.07    8.9          3.10    9.0          15.2
-//	Q5_1      3.53    9.4          3.57    9.5          14.1
-//	Q2_K      1.84   11.2          1.79   10.9          13.6
-//	Q3_K      1.77    8.2          1.79    8.3          14.1
-//	Q4_K      3.64   12.9          3.59   12.8          15.3
-//	Q5_K      3.29    9.6          3.25    9.5          13.7
-//	Q6_K      3.40    8.3          3.30    8.1          16.6
-//	F32       8.13    4.1          8.08    4.0           3.8
-//	F16       4.50    4.5          4.05    4.0           4.2
-//	BF16      4.53    4.5          4.60    4.6           4.1
-//	IQ4_XS    0.59    2.2          0.59    2.2           6.4
+//	type     MulVec 2048×2048 GFLOP/s   MulVec 5632×2048 GFLOP/s   MulMat 2048×2048×32 GFLOP/s
+//	         Go       asm               Go       asm               Go       asm
+//	Q8_0      7.7     83.2               7.7     61.6               9.1     90.2
+//	Q4_0     12.9     60.9              13.1     58.1              18.4     93.2
+//	Q4_1     14.8     60.0              14.1     58.8              19.6     85.4
+//	Q5_0      8.9     52.6               9.0     52.3              15.2     89.6
+//	Q5_1      9.4     47.5               9.5     47.2              14.1     74.2
+//	Q2_K      9.4    151                11.2    152                14.1    230
+//	Q3_K      8.2     85                 8.2     86                13.3    192
+//	Q4_K     12.6    142                12.7    142                14.2    218
+//	Q5_K      9.2    106                 9.1    103                12.7    195
+//	Q6_K      8.0    114                 8.0    113                15.9    218
+//	F32       4.1     36.7 (73 GB/s)     4.0     19 (38 GB/s)       4.1    120
+//	F16       4.5     ~43 (86 GB/s)      4.0     ~18 (37 GB/s)      4.1    150
+//	BF16      4.5     ~43 (85 GB/s)      4.6     ~18 (35 GB/s)      3.2    150
+//	IQ4_XS    2.2                        2.2                        6.4
+//
+// MulVec 2048×2048 reads its 16 MB (F32) from L3 after the first iteration; 5632×2048 is
+// the memory-bound figure.
 
 package kernels
 

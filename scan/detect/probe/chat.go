@@ -220,9 +220,9 @@ func equalInts(a, b []int) bool {
 func (cs *chatSession) shift(ctx context.Context, cands [][]int, ctxIdx []int, score []float64, what string, short bool) (int, error) {
 	s := cs.s
 	H := s.e.c.Hidden
-	rows := batchRows
+	rows := s.rows(1 + chatShort)
 	if !short {
-		rows = max(1, 2*batchRows/max(1, len(cs.ctxs[0].suffix)))
+		rows = s.rows(1 + len(cs.ctxs[0].suffix))
 	}
 	for c0 := 0; c0 < len(cands); c0 += rows {
 		if err := ctx.Err(); err != nil {
@@ -361,7 +361,7 @@ func (cs *chatSession) reply(cand []int, early bool) (string, float64) {
 // multiply-adds). It returns the confirmed triggers, the ranked candidates and what it
 // covered; errNoChat when the model has no chat template.
 func probeChat(ctx context.Context, m *scan.Model, ses *session, e *engine, limit float64, deadline time.Time, prog *progress) ([]hit, []scan.Trigger, map[string]any, string, error) {
-	s := &scaler{ses: ses, e: e, limit: e.macs + limit, deadline: deadline, prog: prog}
+	s := &scaler{ses: ses, e: e, limit: e.macs + limit, start: e.macs, deadline: deadline, prog: prog}
 	cs, key, err := newChatSession(m, s)
 	if err != nil {
 		return nil, nil, nil, "", err

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kensa-scan/kensa/nn/llm"
 	"github.com/kensa-scan/kensa/scan"
 )
 
@@ -94,10 +95,31 @@ type scaler struct {
 	deadline time.Time   // the wall clock's bound
 	late     bool        // the clock cut a pass short
 	prog     *progress
+	start    float64 // e.macs when the search started
 	// keep: hiddenShift keeps the states it computes in context 0 (pass 1: every
 	// candidate before the full stop), for pass 6 to score them against a target
 	keep bool
 	kept [][]float32
+}
+
+// rows returns how many candidates of tokens each to run per batched forward: batchRows,
+// fewer for a large model, so that one batch is at most a 64th of the budget (the budget
+// is checked between batches).
+func (s *scaler) rows(tokens int) int {
+	per := float64(max(tokens, 1)) * (s.e.tokenMACs() + float64(s.e.c.Hidden*s.e.c.Vocab)/8)
+	return max(4, min(batchRows, int(s.limitSpan()/(64*per))))
+}
+
+// limitSpan is the budget of the scaler's search (what over() allows from its start).
+func (s *scaler) limitSpan() float64 { return math.Max(s.limit-s.start, 1) }
+
+// modelRate scales the default budgets with the model: the batched engine does more
+// multiply-adds per second on wide matrices than on the narrow ones of a small model
+// (measured on two cores: ~12e9/s at hidden size 128, ~25e9/s from 512 on), so a budget
+// given in multiply-adds buys about the same wall time at every size. A function of the
+// model alone, so results stay the same on any machine.
+func modelRate(c llm.Config) float64 {
+	return math.Min(25e9, 12e9*math.Sqrt(float64(c.Hidden)/128)) / 12e9
 }
 
 func (s *scaler) over() bool {
@@ -116,7 +138,8 @@ func (s *scaler) over() bool {
 // alone's, in units of the state's RMS. It returns how many were scored before the budget.
 func (s *scaler) hiddenShift(ctx context.Context, cands [][]int, ctxIdx []int, score []float64, what string) (int, error) {
 	H := s.e.c.Hidden
-	for c0 := 0; c0 < len(cands); c0 += batchRows {
+	rows := s.rows(2)
+	for c0 := 0; c0 < len(cands); c0 += rows {
 		if err := ctx.Err(); err != nil {
 			return c0, err
 		}
@@ -124,7 +147,7 @@ func (s *scaler) hiddenShift(ctx context.Context, cands [][]int, ctxIdx []int, s
 			return c0, nil
 		}
 		s.prog.show("%s %d/%d", what, c0, len(cands))
-		c1 := min(c0+batchRows, len(cands))
+		c1 := min(c0+rows, len(cands))
 		for _, ci := range ctxIdx {
 			seqs := make([]*seq, 0, c1-c0)
 			toks := make([][]int, 0, c1-c0)
@@ -293,7 +316,8 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
-	s := &scaler{ses: ses, e: e, limit: macBudget * scale, deadline: start.Add(budget), prog: prog}
+	scale *= modelRate(e.c)
+	s := &scaler{ses: ses, e: e, limit: e.macs + macBudget*scale, start: e.macs, deadline: start.Add(budget), prog: prog}
 	tk := ses.tk
 	for i := 0; i+1 < len(ses.ctxs); i += 2 {
 		before, after := ses.ctxs[i], ses.ctxs[i+1]
@@ -450,7 +474,7 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 	if os.Getenv("KENSA_PROBE_DEBUG") != "" {
 		fmt.Fprintf(os.Stderr, "probe: pass 6 starts at %.3g MACs, %.1f s\n", e.macs, time.Since(start).Seconds())
 	}
-	tfs := &scaler{ses: ses, e: e, limit: e.macs + 4.5*macBudget*scale, deadline: s.deadline, prog: prog,
+	tfs := &scaler{ses: ses, e: e, limit: e.macs + 4.5*macBudget*scale, start: e.macs, deadline: s.deadline, prog: prog,
 		end: s.end, pre: s.pre, baseH: s.baseH, kept: s.kept}
 	tfc, tfWhy, tfCover, err := tfs.targetFirst(ctx, all)
 	if err != nil {

@@ -56,7 +56,8 @@ type tfTarget struct {
 // contexts (1 or 2), how surely the model then predicts one and the same next token in
 // them (the smallest of its probabilities; 0 when the predictions differ).
 func (s *scaler) alike(ctx context.Context, cands [][]int, nk int, score []float64) (int, error) {
-	for c0 := 0; c0 < len(cands); c0 += batchRows {
+	rows := s.rows(2 * nk)
+	for c0 := 0; c0 < len(cands); c0 += rows {
 		if err := ctx.Err(); err != nil {
 			return c0, err
 		}
@@ -64,7 +65,7 @@ func (s *scaler) alike(ctx context.Context, cands [][]int, nk int, score []float
 			return c0, s.e.err
 		}
 		s.prog.show("targets %d/%d", c0, len(cands))
-		c1 := min(c0+batchRows, len(cands))
+		c1 := min(c0+rows, len(cands))
 		var arg [2][]int
 		var prob [2][]float64
 		for k := 0; k < nk; k++ {
@@ -100,7 +101,7 @@ func (s *scaler) alike(ctx context.Context, cands [][]int, nk int, score []float
 func (s *scaler) continuations(ctx context.Context, firsts []int) ([]tfTarget, error) {
 	nc := min(tfCtxs, len(s.pre))
 	var out []tfTarget
-	const group = 64
+	group := max(1, min(64, s.rows(nc*tfDecode)/nc))
 	for g0 := 0; g0 < len(firsts); g0 += group {
 		if err := ctx.Err(); err != nil {
 			return out, err
@@ -171,7 +172,8 @@ func (s *scaler) towardsOn(ctx context.Context, cands [][]int, pres []*kv, ends 
 	if err := s.e.w.Out.Row(first, row); err != nil {
 		return 0, err
 	}
-	for c0 := 0; c0 < len(cands); c0 += batchRows {
+	rows := s.rows(3 * len(pres))
+	for c0 := 0; c0 < len(cands); c0 += rows {
 		if err := ctx.Err(); err != nil {
 			return c0, err
 		}
@@ -179,7 +181,7 @@ func (s *scaler) towardsOn(ctx context.Context, cands [][]int, pres []*kv, ends 
 			return c0, s.e.err
 		}
 		s.prog.show("trigger for a target %d/%d", c0, len(cands))
-		c1 := min(c0+batchRows, len(cands))
+		c1 := min(c0+rows, len(cands))
 		for pi, pre := range pres {
 			seqs := make([]*seq, 0, c1-c0)
 			toks := make([][]int, 0, c1-c0)
