@@ -150,6 +150,12 @@ func (m *Matrix) MulMat(dst [][]float32, xs []*Activations, lo, hi int) {
 			return
 		}
 	}
+	if k.form == formQ8 {
+		if t := q8TileOf(k); t != nil {
+			m.mulMatQ8(k, t, dst, xs, lo, hi)
+			return
+		}
+	}
 	// Rows are taken in tiles of about tileBytes of weights; each tile is run through every
 	// group of four vectors in turn, so that both the tile and the group's activations stay
 	// in the L1 cache.
