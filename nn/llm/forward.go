@@ -295,6 +295,15 @@ func grow(b *[]float32, n int) []float32 {
 	return (*b)[:n]
 }
 
+// elementwise runs f over [0, n) on run's workers when n is large enough to pay for them.
+func elementwise(run runner, n int, f func(lo, hi int)) {
+	if n < 1<<15 {
+		f(0, n)
+		return
+	}
+	run(n, f)
+}
+
 // mlp computes dst = down(act(gate(x))·up(x)), or down(act(up(x))) without a gate, and
 // returns the activations (the input of down).
 func (m *Model) mlp(run runner, dst, xn []float32, T int, gate, up, down *linear, b *mlpBuffers) []float32 {
@@ -304,14 +313,18 @@ func (m *Model) mlp(run runner, dst, xn []float32, T int, gate, up, down *linear
 	if gate.w != nil {
 		g := grow(&b.g, T*ff)
 		mulShared(run, []*linear{up, gate}, [][]float32{u, g}, xn, T)
-		m.activate(g)
-		for i := range g {
-			g[i] *= u[i]
-		}
+		// elementwise, so split over the workers too (a serial part of a prompt's
+		// forward otherwise)
+		elementwise(run, len(g), func(lo, hi int) {
+			m.activate(g[lo:hi])
+			for i := lo; i < hi; i++ {
+				g[i] *= u[i]
+			}
+		})
 		h = g
 	} else {
 		up.mul(run, u, xn, T)
-		m.activate(u)
+		elementwise(run, len(u), func(lo, hi int) { m.activate(u[lo:hi]) })
 	}
 	down.mul(run, dst, h, T)
 	return h
