@@ -327,6 +327,10 @@ func probeAtScale(ctx context.Context, m *scan.Model, ses *session, budget time.
 		bs := e.newSeq(s.pre[len(s.pre)-1], 1)
 		s.baseH = append(s.baseH, e.step([]*seq{bs}, [][]int{{after[len(after)-1]}})[0])
 	}
+	// the passes' budget starts after the contexts' caches (for a large model those cost
+	// more than a pass's share; they are the contexts' price, bounded by the clock)
+	s.start, s.limit = e.macs, e.macs+macBudget*scale
+	cover0 := e.macs
 	nctx := len(s.pre)
 	idx := func(n int) []int {
 		out := make([]int, min(n, nctx))
@@ -544,6 +548,7 @@ tfLoop:
 		}
 	}
 	cover["macs"] = math.Round(e.macs)
+	cover["context_macs"] = math.Round(cover0)
 	cover["seconds"] = math.Round(time.Since(start).Seconds()*10) / 10
 	how := fmt.Sprintf("every one of the %d candidate tokens was scored in 1 context (pass 1), the best %d in %d contexts, %d ordered pairs of the best %d as phrases, the best %d confirmed with the full next-token distribution in %d contexts and the best %d decoded",
 		len(all), n2, min(scoreCtxs, nctx), np, phraseTop, n3, min(confirmCtxs, nctx), min(invertTop, len(conf)))
