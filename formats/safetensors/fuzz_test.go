@@ -218,7 +218,7 @@ func checkFile(t *testing.T, b []byte) {
 		t.Fatalf("re-written file: %v", err)
 	}
 	if len(g.Tensors) != len(sf.Tensors) || !slices.Equal(keyValues(g.Metadata), keyValues(sf.Metadata)) {
-		t.Fatalf("re-written file has %d tensors and metadata %q, want %d and %q", len(g.Tensors), g.Metadata, len(sf.Tensors), sf.Metadata)
+		t.Fatalf("re-written file has %d tensors and metadata %v, want %d and %v", len(g.Tensors), g.Metadata, len(sf.Tensors), sf.Metadata)
 	}
 	for _, gt := range g.Tensors {
 		ft := sf.Tensor(gt.Name)

@@ -385,7 +385,7 @@ func TestValid(t *testing.T) {
 			}
 			checkSpans(t, b, f.Metadata)
 			if len(f.Metadata) != len(tt.meta) || !slices.Equal(keyValues(f.Metadata), tt.meta) {
-				t.Errorf("metadata = %q, want %q", f.Metadata, tt.meta)
+				t.Errorf("metadata = %v, want %v", f.Metadata, tt.meta)
 			}
 		})
 	}

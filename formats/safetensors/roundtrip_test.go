@@ -117,7 +117,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	checkSpans(t, b, f.Metadata)
 	if !reflect.DeepEqual(keyValues(f.Metadata), meta) {
-		t.Errorf("metadata = %q, want %q", f.Metadata, meta)
+		t.Errorf("metadata = %v, want %v", f.Metadata, meta)
 	}
 	if got := len(f.Tensors); got != len(wt) {
 		t.Fatalf("%d tensors, want %d", got, len(wt))
